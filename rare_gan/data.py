@@ -109,9 +109,14 @@ def locate_ptbxl(data_dir: str | os.PathLike | None = None) -> Path:
 def resolve_dataset(data_dir: str | os.PathLike | None = None, demo_fallback: bool = True) -> Path:
     """Locate PTB-XL; when none is found and ``demo_fallback``, write/reuse the DEMO dataset instead.
 
-    An explicitly given ``data_dir`` that is not PTB-XL is always an error (no silent fallback).
+    ``data_dir="demo"`` asks for the DEMO dataset explicitly. An explicitly given ``data_dir`` that is not PTB-XL is always an error (no silent fallback).
     Falling back prints :data:`rare_gan.demo.DEMO_BANNER` so nobody mistakes demo results for PTB-XL.
     """
+    if str(data_dir).lower() == "demo":
+        from rare_gan import demo
+
+        print(demo.DEMO_BANNER, file=sys.stderr)
+        return demo.ensure_demo_dataset().resolve()
     explicit = data_dir not in (None, "") or bool(os.environ.get("PTBXL_DIR"))
     try:
         return locate_ptbxl(data_dir)
@@ -120,7 +125,7 @@ def resolve_dataset(data_dir: str | os.PathLike | None = None, demo_fallback: bo
             raise
     from rare_gan import demo
 
-    root = demo.ensure_demo_dataset()
+    root = demo.ensure_demo_dataset().resolve()
     print(demo.DEMO_BANNER, file=sys.stderr)
     log.warning("No PTB-XL found (%s); running on the DEMO dataset at %s", DEFAULT_DATA_DIR, root)
     return root
@@ -272,7 +277,7 @@ def load_metadata(data_dir: str | os.PathLike | None = None, demo_fallback: bool
     Raises :class:`MetadataError` for missing columns, a malformed ``scp_codes`` cell (naming the
     ecg_id) or a ``strat_fold`` outside 1–10.
     """
-    root = resolve_dataset(data_dir, demo_fallback=True) if demo_fallback else locate_ptbxl(data_dir)
+    root = resolve_dataset(data_dir, demo_fallback=demo_fallback)
     database = _read_csv(root / "ptbxl_database.csv")
     missing = {"ecg_id", "scp_codes", "strat_fold", "filename_lr"} - set(database.columns)
     if missing:

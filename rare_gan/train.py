@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from rare_gan import atomic
 from rare_gan.data import DataError, PTBXL, SignalScaler, load_metadata, load_signals
@@ -111,15 +113,8 @@ class TrainConfig:
 # ----------------------------------------------------------------------------------------------
 # The GAN as a keras.Model with its own train_step
 # ----------------------------------------------------------------------------------------------
-def _keras():
-    import keras
-
-    return keras
-
-
 def make_gan(generator, discriminator, config: TrainConfig):
     """Wrap G and D in an :class:`ECGGAN` and compile it with the config's two Adam optimisers."""
-    keras = _keras()
     gan = ECGGAN(generator, discriminator, latent_dim=config.latent_dim, loss=config.loss,
                  gp_weight=config.gp_weight, critic_steps=config.critic_steps, seed=config.seed)
     gan.compile(
@@ -129,141 +124,119 @@ def make_gan(generator, discriminator, config: TrainConfig):
     return gan
 
 
-def _define_gan_class():
-    keras = _keras()
-    import tensorflow as tf
+@keras.saving.register_keras_serializable(package="rare_gan")
+class ECGGAN(keras.Model):
+    """Generator + discriminator trained adversarially (as in keras.io's DCGAN/WGAN-GP examples).
 
-    class ECGGAN(keras.Model):
-        """Generator + discriminator trained adversarially (as in keras.io's DCGAN/WGAN-GP examples).
+    Noise is drawn with a *stateless* RNG keyed on (seed, replica, optimiser step), so it is a
+    pure function of the checkpointed state: a resumed run draws exactly the noise the
+    uninterrupted run would have drawn.
+    """
 
-        Noise is drawn with a *stateless* RNG keyed on (seed, replica, optimiser step), so it is a
-        pure function of the checkpointed state: a resumed run draws exactly the noise the
-        uninterrupted run would have drawn.
-        """
+    def __init__(self, generator, discriminator, latent_dim=100, loss="nonsaturating", gp_weight=10.0,
+                 critic_steps=1, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(latent_dim)
+        self.adversarial_loss = loss
+        self.gp_weight = float(gp_weight)
+        self.critic_steps = int(critic_steps)
+        self.seed = int(seed)
 
-        def __init__(self, generator, discriminator, latent_dim=100, loss="nonsaturating", gp_weight=10.0,
-                     critic_steps=1, seed=0, **kwargs):
-            super().__init__(**kwargs)
-            self.generator = generator
-            self.discriminator = discriminator
-            self.latent_dim = int(latent_dim)
-            self.adversarial_loss = loss
-            self.gp_weight = float(gp_weight)
-            self.critic_steps = int(critic_steps)
-            self.seed = int(seed)
+    def compile(self, g_optimizer, d_optimizer):
+        super().compile()
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
 
-        def compile(self, g_optimizer, d_optimizer):
-            super().compile()
-            self.g_optimizer = g_optimizer
-            self.d_optimizer = d_optimizer
-            self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
 
-        @property
-        def metrics(self):
-            return list(self.trackers.values())
+    def _noise(self, batch, stream):
+        replica = tf.distribute.get_replica_context()
+        replica_id = tf.cast(replica.replica_id_in_sync_group if replica else 0, tf.int64)
+        step = tf.cast(self.d_optimizer.iterations, tf.int64)
+        seed = tf.stack([tf.constant(self.seed, tf.int64) * 1009 + replica_id, step * 8 + stream])
+        return tf.random.stateless_normal((batch, self.latent_dim), seed=seed)
 
-        def _noise(self, batch, stream):
-            replica = tf.distribute.get_replica_context()
-            replica_id = tf.cast(replica.replica_id_in_sync_group if replica else 0, tf.int64)
-            step = tf.cast(self.d_optimizer.iterations, tf.int64)
-            seed = tf.stack([tf.constant(self.seed, tf.int64) * 1009 + replica_id, step * 8 + stream])
-            return tf.random.stateless_normal((batch, self.latent_dim), seed=seed)
+    def discriminator_loss(self, real_logits, fake_logits):
+        """NS-GAN: −log D(x) − log(1 − D(G(z))); WGAN: E[D(G(z))] − E[D(x)] (penalty added separately)."""
+        if self.adversarial_loss == "wgan-gp":
+            return tf.reduce_mean(fake_logits) - tf.reduce_mean(real_logits)
+        return tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
 
-        def discriminator_loss(self, real_logits, fake_logits):
-            """NS-GAN: −log D(x) − log(1 − D(G(z))); WGAN: E[D(G(z))] − E[D(x)] (penalty added separately)."""
-            if self.adversarial_loss == "wgan-gp":
-                return tf.reduce_mean(fake_logits) - tf.reduce_mean(real_logits)
-            return tf.reduce_mean(tf.nn.softplus(-real_logits)) + tf.reduce_mean(tf.nn.softplus(fake_logits))
+    def generator_loss(self, fake_logits):
+        """NS-GAN: −log D(G(z)); WGAN: −E[D(G(z))]."""
+        if self.adversarial_loss == "wgan-gp":
+            return -tf.reduce_mean(fake_logits)
+        return tf.reduce_mean(tf.nn.softplus(-fake_logits))
 
-        def generator_loss(self, fake_logits):
-            """NS-GAN: −log D(G(z)); WGAN: −E[D(G(z))]."""
-            if self.adversarial_loss == "wgan-gp":
-                return -tf.reduce_mean(fake_logits)
-            return tf.reduce_mean(tf.nn.softplus(-fake_logits))
+    def gradient_penalty(self, real, fake):
+        """WGAN-GP: (‖∇D(x̂)‖₂ − 1)² on random interpolates x̂ between real and fake."""
+        alpha = tf.random.stateless_uniform((tf.shape(real)[0], 1, 1), seed=[self.seed, 7])
+        mixed = real + alpha * (fake - real)
+        with tf.GradientTape() as tape:
+            tape.watch(mixed)
+            logits = tf.cast(self.discriminator(mixed, training=True), tf.float32)
+        grads = tape.gradient(logits, mixed)
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2]) + 1e-12)
+        return tf.reduce_mean(tf.square(norm - 1.0))
 
-        def gradient_penalty(self, real, fake):
-            """WGAN-GP: (‖∇D(x̂)‖₂ − 1)² on random interpolates x̂ between real and fake."""
-            alpha = tf.random.stateless_uniform((tf.shape(real)[0], 1, 1), seed=[self.seed, 7])
-            mixed = real + alpha * (fake - real)
+    def train_step(self, real):
+        real = tf.cast(real, tf.float32)
+        batch = tf.shape(real)[0]
+        replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
+        for _ in range(self.critic_steps):
+            noise = self._noise(batch, 0)
             with tf.GradientTape() as tape:
-                tape.watch(mixed)
-                logits = tf.cast(self.discriminator(mixed, training=True), tf.float32)
-            grads = tape.gradient(logits, mixed)
-            norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2]) + 1e-12)
-            return tf.reduce_mean(tf.square(norm - 1.0))
+                fake = self.generator(noise, training=True)
+                real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
+                fake_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
+                d_loss = self.discriminator_loss(real_logits, fake_logits)
+                if self.adversarial_loss == "wgan-gp":
+                    d_loss += self.gp_weight * self.gradient_penalty(real, tf.cast(fake, tf.float32))
+                scaled = d_loss / replicas
+            grads = tape.gradient(scaled, self.discriminator.trainable_weights)
+            self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
 
-        def train_step(self, real):
-            real = tf.cast(real, tf.float32)
-            batch = tf.shape(real)[0]
-            replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
-            for _ in range(self.critic_steps):
-                noise = self._noise(batch, 0)
-                with tf.GradientTape() as tape:
-                    fake = self.generator(noise, training=True)
-                    real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
-                    fake_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
-                    d_loss = self.discriminator_loss(real_logits, fake_logits)
-                    if self.adversarial_loss == "wgan-gp":
-                        d_loss += self.gp_weight * self.gradient_penalty(real, tf.cast(fake, tf.float32))
-                    scaled = d_loss / replicas
-                grads = tape.gradient(scaled, self.discriminator.trainable_weights)
-                self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
+        noise = self._noise(batch, 1)
+        with tf.GradientTape() as tape:
+            fake_logits_g = tf.cast(self.discriminator(self.generator(noise, training=True), training=True),
+                                    tf.float32)
+            g_loss = self.generator_loss(fake_logits_g)
+            scaled = g_loss / replicas
+        grads = tape.gradient(scaled, self.generator.trainable_weights)
+        self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
 
-            noise = self._noise(batch, 1)
-            with tf.GradientTape() as tape:
-                fake_logits_g = tf.cast(self.discriminator(self.generator(noise, training=True), training=True),
-                                        tf.float32)
-                g_loss = self.generator_loss(fake_logits_g)
-                scaled = g_loss / replicas
-            grads = tape.gradient(scaled, self.generator.trainable_weights)
-            self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
+        score = (lambda x: x) if self.adversarial_loss == "wgan-gp" else tf.sigmoid
+        for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", tf.reduce_mean(score(real_logits))),
+                            ("d_fake", tf.reduce_mean(score(fake_logits)))):
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-            score = (lambda x: x) if self.adversarial_loss == "wgan-gp" else tf.sigmoid
-            for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", tf.reduce_mean(score(real_logits))),
-                                ("d_fake", tf.reduce_mean(score(fake_logits)))):
-                self.trackers[name].update_state(value)
-            return {name: tracker.result() for name, tracker in self.trackers.items()}
+    def call(self, noise, training=False):
+        return self.generator(noise, training=training)
 
-        def call(self, noise, training=False):
-            return self.generator(noise, training=training)
+    def get_config(self):
+        return {"latent_dim": self.latent_dim, "loss": self.adversarial_loss, "gp_weight": self.gp_weight,
+                "critic_steps": self.critic_steps, "seed": self.seed,
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
 
-        def get_config(self):
-            return {"latent_dim": self.latent_dim, "loss": self.adversarial_loss, "gp_weight": self.gp_weight,
-                    "critic_steps": self.critic_steps, "seed": self.seed,
-                    "generator": keras.saving.serialize_keras_object(self.generator),
-                    "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        generator = keras.saving.deserialize_keras_object(config.pop("generator"))
+        discriminator = keras.saving.deserialize_keras_object(config.pop("discriminator"))
+        return cls(generator, discriminator, **config)
 
-        @classmethod
-        def from_config(cls, config):
-            config = dict(config)
-            generator = keras.saving.deserialize_keras_object(config.pop("generator"))
-            discriminator = keras.saving.deserialize_keras_object(config.pop("discriminator"))
-            return cls(generator, discriminator, **config)
-
-    return ECGGAN
-
-
-_GAN_CLASS = None
-
-
-def __getattr__(name):  # lazy: importing rare_gan.train does not import TensorFlow
-    global _GAN_CLASS
-    if name == "ECGGAN":
-        if _GAN_CLASS is None:
-            _GAN_CLASS = _define_gan_class()
-        return _GAN_CLASS
-    raise AttributeError(name)
-
-
-ECGGAN = None  # replaced on first use by make_gan / module __getattr__
-del ECGGAN
 
 
 def get_strategy(name: str):
     """The ``tf.distribute`` strategy: 'default' (one device), 'mirrored' (all local GPUs, or all
     logical devices), 'multiworker' (several machines described by ``TF_CONFIG``)."""
-    import tensorflow as tf
-
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -279,7 +252,6 @@ def get_strategy(name: str):
 
 def build_models(config: TrainConfig):
     """Generator and discriminator for ``config`` in its precision policy (the global policy is restored)."""
-    keras = _keras()
     from rare_gan import models
 
     previous = keras.mixed_precision.global_policy()
@@ -294,9 +266,6 @@ def build_models(config: TrainConfig):
 
 def seed_everything(seed: int, deterministic_ops: bool = True) -> None:
     """Seed Python, NumPy and TensorFlow; make TF ops deterministic (cheap on CPU)."""
-    keras = _keras()
-    import tensorflow as tf
-
     keras.utils.set_random_seed(seed)
     if deterministic_ops:
         tf.config.experimental.enable_op_determinism()
@@ -316,8 +285,6 @@ def make_dataset(x_scaled: np.ndarray, config: TrainConfig, start_epoch: int = 0
     Each epoch takes its batches from reshuffled passes over the records, with a stateless shuffle
     keyed on (seed, epoch): the order of epoch *e* is the same whether or not the run was resumed.
     """
-    import tensorflow as tf
-
     n = len(x_scaled)
     if n == 0:
         raise DataError("no training ECGs for this target: nothing to train on")
@@ -402,7 +369,6 @@ def load_checkpoint(checkpoint: Path, gan) -> int:
 # ----------------------------------------------------------------------------------------------
 def _make_epoch_callback(run_dir: Path, config: TrainConfig, scaler: SignalScaler, history: list[dict],
                          samples_per_epoch: int, start_epoch: int):
-    keras = _keras()
     from tqdm.auto import tqdm
 
     from rare_gan import physiology, plots
@@ -470,9 +436,6 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
 
 
 def _versions() -> dict[str, str]:
-    import keras
-    import tensorflow as tf
-
     import rare_gan
 
     return {"rare_gan": rare_gan.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -496,7 +459,7 @@ class TrainingData:
 
 def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> TrainingData:
     """Load the target's training-fold ECGs (folds 1–8 only) and fit the scaler on them."""
-    meta = meta or load_metadata(config.data_dir, demo_fallback=config.data_dir is None)
+    meta = meta or load_metadata(config.data_dir, demo_fallback=True)
     codes = meta.validate_codes(config.target)
     ids = meta.select(codes, split="train", min_likelihood=config.min_likelihood)
     if len(ids) == 0:
@@ -553,8 +516,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
         dataset = make_dataset(data.x_scaled, config, start_epoch)
         bookkeeping = _make_epoch_callback(run_dir, config, data.scaler, history, steps * config.batch_size,
                                            start_epoch)
-        gan.fit(dataset, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, verbose=0,
-                callbacks=[bookkeeping, *(callbacks or [])])
+        gan.fit(dataset, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
+                verbose=0, callbacks=[bookkeeping, *(callbacks or [])])
         if bookkeeping.diverged is not None:
             _, batch, bad = bookkeeping.diverged
             good = latest_checkpoint(run_dir)
@@ -564,7 +527,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
                 + f". Last good checkpoint: {good or 'none'} (history.csv stops there). Try lower learning rates, "
                   "--loss wgan-gp, or a different seed.")
     _save_final(run_dir, gan, config, history)
-    return pd.DataFrame(history)
+    return pd.read_csv(run_dir / "history.csv")
 
 
 def _resume_key(config: TrainConfig) -> dict:

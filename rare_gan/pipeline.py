@@ -1,0 +1,256 @@
+"""``./run_all.sh``: regenerate every result by running the numbered notebooks with papermill.
+
+Layout written under ``outputs/``::
+
+    01_explore_ptbxl.ipynb, 02_build_gan.ipynb, 05_evaluate.ipynb   executed notebooks
+    Rare_GAN/                  Initial config (D 2e-4, G 2e-4)
+        arrhythmia_gan_outputs/      trainer run folder (config, history, checkpoints, models, samples)
+        generated_ecgs/              every generated ECG (WFDB, SYNTHETIC) + metadata CSV
+        fake_arrhythmia_candidates/  the vetted ones + candidates.csv
+        03_train.ipynb, 04_generate_candidates.ipynb, Rare_GAN.ipynb (both, merged), metrics.json
+    Rare_GAN_Improved/         Modified config (D 1e-4, G 4e-4); trainer folder arrhythmia_gan_outputs_tuned/
+    comparison.md, comparison/  Initial vs Modified
+    RUN_INFO.json              profile, data, target, wall time per step
+
+A folder counts as finished only once its ``_COMPLETE`` marker exists; executed notebooks are
+written to a temporary name and renamed when the step succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from rare_gan import atomic
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ("01_explore_ptbxl", "02_build_gan", "03_train", "04_generate_candidates", "05_evaluate")
+
+PROFILES: dict[str, dict] = {
+    # nbval in the test suite: seconds per notebook, checks the mechanics only
+    "test": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 16, "n_generate": 24, "classifier_epochs": 1,
+             "eval_seeds": [0], "n_bootstrap": 100, "ratios": [0.25], "n_examples": 1, "sample_every": 1,
+             "checkpoint_every": 1},
+    # a few minutes on 2 CPU cores: every output exists, numbers are not yet meaningful
+    "quick": {"epochs": 15, "steps_per_epoch": 10, "batch_size": 64, "n_generate": 256, "classifier_epochs": 6,
+              "eval_seeds": [0], "n_bootstrap": 500, "ratios": [0.1, 0.25, 0.5], "n_examples": 2,
+              "sample_every": 5, "checkpoint_every": 5},
+    # the real experiment
+    "full": {"epochs": 150, "steps_per_epoch": 20, "batch_size": 64, "n_generate": 1000, "classifier_epochs": 30,
+             "eval_seeds": [0, 1, 2], "n_bootstrap": 1000, "ratios": [0.1, 0.25, 0.5], "n_examples": 3,
+             "sample_every": 10, "checkpoint_every": 10},
+}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One learning-rate configuration of the research and where its outputs go."""
+
+    name: str
+    folder: str
+    trainer_folder: str
+    lr_generator: float
+    lr_discriminator: float
+
+
+EXPERIMENTS = (
+    Experiment("Initial", "Rare_GAN", "arrhythmia_gan_outputs", lr_generator=2e-4, lr_discriminator=2e-4),
+    Experiment("Modified", "Rare_GAN_Improved", "arrhythmia_gan_outputs_tuned", lr_generator=4e-4,
+               lr_discriminator=1e-4),
+)
+
+# Rare rhythm codes of the research, in order of preference; the pipeline takes the first with
+# enough records on disk (the DEMO dataset's rare class is AFIB).
+TARGET_PREFERENCE = ("AFLT", "BIGU", "WPW", "PSVT", "SVTAC", "TRIGU", "PAC", "CLBBB", "AFIB")
+MIN_TRAIN_RECORDS, MIN_TEST_RECORDS = 30, 5
+
+
+def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: Path, target: str | None = None,
+                        experiment: Experiment = EXPERIMENTS[0], seed: int = 0, resume: bool = False) -> dict:
+    """The papermill parameters of notebook ``name`` for one profile (and experiment, for 03/04)."""
+    p = PROFILES[profile]
+    out_dir = Path(out_dir)
+    common = {"data_dir": data_dir, "seed": seed}
+    if target is not None:
+        common["target"] = target
+    run_folder = out_dir / experiment.folder
+    if name == "01_explore_ptbxl":
+        return {**common, "out_dir": str(out_dir), "n_examples": p["n_examples"]}
+    if name == "02_build_gan":
+        return {"seed": seed, "out_dir": str(out_dir)}
+    if name == "03_train":
+        return {**common, "lr_g": experiment.lr_generator, "lr_d": experiment.lr_discriminator,
+                "epochs": p["epochs"], "batch_size": p["batch_size"], "steps_per_epoch": p["steps_per_epoch"],
+                "sample_every": p["sample_every"], "checkpoint_every": p["checkpoint_every"],
+                "name": experiment.name, "out_dir": str(run_folder / experiment.trainer_folder), "resume": resume}
+    if name == "04_generate_candidates":
+        return {**common, "run_dir": str(run_folder / experiment.trainer_folder), "out_dir": str(run_folder),
+                "n_generate": p["n_generate"], "classifier_epochs": p["classifier_epochs"],
+                "classifier_dir": str(out_dir / "classifiers")}
+    if name == "05_evaluate":
+        runs = {e.name: str(out_dir / e.folder) for e in EXPERIMENTS}
+        return {**common, "out_dir": str(out_dir), "run_folders": runs, "eval_seeds": p["eval_seeds"],
+                "classifier_epochs": p["classifier_epochs"], "n_bootstrap": p["n_bootstrap"], "ratios": p["ratios"],
+                "n_generate": p["n_generate"], "classifier_dir": str(out_dir / "classifiers")}
+    raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS}")
+
+
+def prepare_notebook(source: Path, dest: Path, parameters: dict) -> Path:
+    """Copy ``source`` to ``dest`` with ``parameters`` injected after its ``parameters`` cell (not executed)."""
+    import papermill as pm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(source), str(dest), parameters=parameters, prepare_only=True, progress_bar=False)
+    return dest
+
+
+class StepFailed(RuntimeError):
+    """A notebook failed; the message holds the notebook's error."""
+
+
+def run_notebook(name: str, dest: Path, parameters: dict) -> float:
+    """Execute ``notebooks/<name>.ipynb`` into ``dest`` (atomically); return its wall time in s."""
+    import papermill as pm
+
+    start = time.perf_counter()
+    with atomic.atomic_path(dest) as tmp:
+        try:
+            pm.execute_notebook(str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(tmp), parameters=parameters,
+                                cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=True, log_output=False)
+        except pm.PapermillExecutionError as exc:
+            failed = dest.with_name(dest.stem + ".FAILED.ipynb")
+            os.replace(tmp, failed)
+            raise StepFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                             f"executed notebook with the traceback: {failed}") from None
+    return time.perf_counter() - start
+
+
+def merge_notebooks(parts: Sequence[Path], dest: Path, title: str) -> Path:
+    """One notebook holding the executed cells of ``parts`` in order (the original ``Rare_GAN.ipynb``)."""
+    import nbformat
+
+    books = [nbformat.read(str(p), as_version=4) for p in parts]
+    merged = nbformat.v4.new_notebook(metadata=books[0].metadata)
+    merged.cells.append(nbformat.v4.new_markdown_cell(title))
+    for path, book in zip(parts, books):
+        merged.cells.append(nbformat.v4.new_markdown_cell(f"---\n*From `{path.name}`*"))
+        merged.cells.extend(book.cells)
+    with atomic.atomic_path(dest) as tmp:
+        nbformat.write(merged, str(tmp))
+    return dest
+
+
+def choose_target(data_dir: str | None) -> str:
+    """The first code of :data:`TARGET_PREFERENCE` with enough training and test records on disk."""
+    from rare_gan.data import load_metadata
+
+    meta = load_metadata(data_dir, demo_fallback=True)
+    table = meta.prevalence(on_disk=True)
+    for code in TARGET_PREFERENCE:
+        if code in table.index and table.at[code, "train"] >= MIN_TRAIN_RECORDS and \
+                table.at[code, "test"] >= MIN_TEST_RECORDS:
+            return code
+    raise SystemExit(f"no code of {TARGET_PREFERENCE} has >= {MIN_TRAIN_RECORDS} training and >= "
+                     f"{MIN_TEST_RECORDS} test records in {meta.root}; pass --target CODE")
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Pipeline:
+    """Runs the steps in order, skipping (with ``resume``) those already done with the same parameters."""
+
+    def __init__(self, out_dir: Path, resume: bool):
+        self.out_dir = out_dir
+        self.resume = resume
+        self.state_path = out_dir / ".pipeline_state.json"
+        self.state = json.loads(self.state_path.read_text()) if resume and self.state_path.is_file() else {}
+        self.timings: dict[str, float] = {}
+
+    def step(self, key: str, name: str, dest: Path, parameters: dict) -> None:
+        digest = _digest(parameters)
+        if self.resume and self.state.get(key) == digest and dest.is_file():
+            print(f"[run_all] {key}: done earlier with the same parameters, skipped", file=sys.stderr)
+            return
+        print(f"[run_all] {key}: running notebooks/{name}.ipynb -> {dest}", file=sys.stderr, flush=True)
+        self.state.pop(key, None)
+        self.timings[key] = run_notebook(name, dest, parameters)
+        self.state[key] = digest
+        atomic.write_json(self.state_path, self.state)
+        print(f"[run_all] {key}: {self.timings[key]:.0f} s", file=sys.stderr, flush=True)
+
+
+def run(profile: str = "quick", data_dir: str | None = None, target: str | None = None, resume: bool = False,
+        out_dir: Path | None = None, seed: int = 0) -> Path:
+    """Run the whole pipeline; return the outputs folder."""
+    from rare_gan.data import load_metadata
+
+    out_dir = Path(out_dir or REPO_ROOT / "outputs").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = load_metadata(data_dir, demo_fallback=True)
+    data_arg = "demo" if meta.demo else str(meta.root)
+    target = target or choose_target(data_arg)
+    meta.validate_codes(target)
+    print(f"[run_all] profile={profile} data={meta.root}{' (DEMO)' if meta.demo else ''} target={target} "
+          f"out={out_dir}", file=sys.stderr)
+    atomic.mark_incomplete(out_dir)
+    pipe = Pipeline(out_dir, resume)
+    start = time.perf_counter()
+    kw = {"profile": profile, "data_dir": data_arg, "out_dir": out_dir, "target": target, "seed": seed}
+    for name in NOTEBOOKS[:2]:
+        pipe.step(name, name, out_dir / f"{name}.ipynb", notebook_parameters(name, **kw))
+    for experiment in EXPERIMENTS:
+        folder = out_dir / experiment.folder
+        folder.mkdir(exist_ok=True)
+        atomic.mark_incomplete(folder)
+        for name in NOTEBOOKS[2:4]:
+            params = notebook_parameters(name, experiment=experiment, resume=resume, **kw)
+            pipe.step(f"{experiment.folder}/{name}", name, folder / f"{name}.ipynb", params)
+        merge_notebooks([folder / f"{n}.ipynb" for n in NOTEBOOKS[2:4]], folder / "Rare_GAN.ipynb",
+                        f"# Rare_GAN — {experiment.name} configuration (D lr {experiment.lr_discriminator:g}, "
+                        f"G lr {experiment.lr_generator:g})\n\nExecuted by `./run_all.sh --profile {profile}`; "
+                        f"target {target}; data {meta.root}{' (DEMO)' if meta.demo else ''}.")
+    pipe.step("05_evaluate", "05_evaluate", out_dir / "05_evaluate.ipynb", notebook_parameters("05_evaluate", **kw))
+    for experiment in EXPERIMENTS:
+        atomic.mark_complete(out_dir / experiment.folder, {"profile": profile, "target": target})
+    info = {"profile": profile, "data_dir": str(meta.root), "demo": meta.demo, "target": target, "seed": seed,
+            "step_seconds": pipe.timings, "total_seconds": time.perf_counter() - start}
+    atomic.write_json(out_dir / "RUN_INFO.json", info)
+    atomic.mark_complete(out_dir, info)
+    return out_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./run_all.sh", description="Regenerate every result of rare_gan.")
+    parser.add_argument("--profile", choices=["quick", "full", "test"], default="quick",
+                        help="quick: a few minutes on 2 cores; full: the real experiment (default: quick)")
+    parser.add_argument("--data", help="PTB-XL folder (default: $PTBXL_DIR, else data/ptbxl, else the DEMO data); "
+                                       "'demo' forces the DEMO dataset")
+    parser.add_argument("--target", help=f"SCP code(s), comma-separated (default: first of {TARGET_PREFERENCE} "
+                                          f"with >= {MIN_TRAIN_RECORDS} training records on disk)")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip steps already done with the same parameters; resume interrupted training")
+    parser.add_argument("--out", help="outputs folder (default: outputs/)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from rare_gan.data import DataError
+
+    try:
+        out = run(args.profile, args.data, args.target, args.resume, Path(args.out) if args.out else None, args.seed)
+    except (StepFailed, DataError) as exc:
+        print(f"[run_all] error: {exc}", file=sys.stderr)
+        return 1
+    print(f"[run_all] done. Results: {out}/comparison.md, {out}/Rare_GAN/, {out}/Rare_GAN_Improved/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

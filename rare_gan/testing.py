@@ -1,0 +1,48 @@
+"""The project's test command (``./run_all.sh --tests``): unit tests plus every notebook under nbval.
+
+Notebooks run with the tiny ``test`` profile of :mod:`rare_gan.pipeline` (papermill injects the
+parameters into copies under ``build/nbval``), on the DEMO dataset, in order 01 → 05. Exit code 5
+from pytest (nothing collected) is turned into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rare_gan.pipeline import NOTEBOOKS, REPO_ROOT, notebook_parameters, prepare_notebook
+
+NBVAL_DIR = REPO_ROOT / "build" / "nbval"
+
+
+def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
+    """Copies of the five notebooks with the ``test`` profile's parameters injected."""
+    out_dir = dest / "outputs"
+    prepared = []
+    for name in NOTEBOOKS:
+        params = notebook_parameters(name, profile="test", data_dir="demo", out_dir=out_dir)
+        prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{name}.ipynb", dest / f"{name}.ipynb", params))
+    return prepared
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run unit tests and nbval; return pytest's exit code (5 → 1)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    explicit_paths = any(Path(a.split("::")[0]).exists() for a in argv if not a.startswith("-"))
+    targets = [] if explicit_paths else ["tests", *map(str, prepare_nbval_notebooks())]
+    command = [sys.executable, "-m", "pytest", *targets, "--nbval-lax", "-p", "no:cacheprovider",
+               "--durations=15", *argv]
+    print("+", " ".join(command), flush=True)
+    code = subprocess.call(command, cwd=REPO_ROOT)
+    if code == 5:
+        print("error: pytest collected no tests", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Shared fixtures: the DEMO dataset (always), the PTB-XL subset (when present), small broken copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_ptbxl() -> Path | None:
+    """The PTB-XL folder for the real-data tests: $PTBXL_DIR, else ../shared/ptbxl beside the repo."""
+    candidate = Path(os.environ.get("PTBXL_DIR") or REPO.parent / "shared" / "ptbxl")
+    return candidate if (candidate / "ptbxl_database.csv").is_file() else None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Tests never read or write the user's signal cache."""
+    old = os.environ.get("RARE_GAN_CACHE_DIR")
+    os.environ["RARE_GAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("signal_cache"))
+    yield
+    if old is None:
+        os.environ.pop("RARE_GAN_CACHE_DIR", None)
+    else:
+        os.environ["RARE_GAN_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    """The embedded DEMO dataset (written once, reused by the notebooks' tests too)."""
+    from rare_gan import demo
+
+    return demo.ensure_demo_dataset()
+
+
+@pytest.fixture(scope="session")
+def ptbxl_dir() -> Path:
+    """The genuine PTB-XL subset; the test is skipped where it is absent."""
+    path = shared_ptbxl()
+    if path is None:
+        pytest.skip("PTB-XL subset not found (set PTBXL_DIR or put it in ../shared/ptbxl)")
+    return path
+
+
+def copy_dataset(source: Path, dest: Path, ecg_ids: list[int]) -> Path:
+    """A small PTB-XL-layout copy of ``source`` holding only ``ecg_ids`` (metadata rows and records)."""
+    db = pd.read_csv(source / "ptbxl_database.csv", index_col="ecg_id").loc[ecg_ids]
+    dest.mkdir(parents=True, exist_ok=True)
+    db.to_csv(dest / "ptbxl_database.csv")
+    shutil.copyfile(source / "scp_statements.csv", dest / "scp_statements.csv")
+    for name in db["filename_lr"]:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        for ext in (".hea", ".dat"):
+            shutil.copyfile(source / (name + ext), dest / (name + ext))
+    return dest
+
+
+@pytest.fixture
+def mini_dataset(demo_dir, tmp_path) -> Path:
+    """Twelve DEMO records in a private folder that a test may break."""
+    ids = pd.read_csv(demo_dir / "ptbxl_database.csv")["ecg_id"].head(12).tolist()
+    return copy_dataset(demo_dir, tmp_path / "mini", ids)

@@ -1,0 +1,186 @@
+"""Shapes, lead consistency, serialisation, mixed precision and FLOP counting of rare_gan.models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rare_gan.leads import INDEPENDENT_INDEX, INDEPENDENT_TO_12, LEAD_NAMES  # noqa: E402
+from rare_gan.models import (  # noqa: E402
+    InceptionBlock1D,
+    LeadConsistent12,
+    ResidualInception1D,
+    build_classifier,
+    build_discriminator,
+    build_generator,
+    flops_per_sample,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def _z(n: int = 4, dim: int = 100) -> np.ndarray:
+    return RNG.standard_normal((n, dim)).astype("float32")
+
+
+def _ecg(n: int = 3) -> np.ndarray:
+    return RNG.uniform(-1, 1, (n, 1000, 12)).astype("float32")
+
+
+@pytest.fixture
+def bf16_policy():
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+# --- layers -----------------------------------------------------------------------------------------
+
+
+def test_inception_block_shape_and_branches():
+    block = InceptionBlock1D(128)
+    y = block(RNG.standard_normal((2, 50, 12)).astype("float32"))
+    assert tuple(y.shape) == (2, 50, 128)
+    assert [c.kernel_size for c in block.convs] == [(1,), (3,), (5,)]
+    assert all(c.filters == 32 for c in (*block.convs, block.pool_conv))
+    with pytest.raises(ValueError):
+        InceptionBlock1D(30)
+
+
+def test_residual_shortcut_only_when_channels_change():
+    x = RNG.standard_normal((2, 40, 16)).astype("float32")
+    changed = ResidualInception1D(32)
+    assert tuple(changed(x).shape) == (2, 40, 32)
+    assert changed.shortcut is not None and changed.shortcut.kernel_size == (1,)
+    same = ResidualInception1D(16)
+    assert tuple(same(x).shape) == (2, 40, 16)
+    assert same.shortcut is None
+    assert len(changed.trainable_weights) == len(same.trainable_weights) + 2  # shortcut kernel + bias
+
+
+def test_lead_consistent12_is_the_constant_map():
+    layer = LeadConsistent12()
+    x = RNG.standard_normal((2, 30, 8)).astype("float32")
+    np.testing.assert_allclose(np.asarray(layer(x)), x @ INDEPENDENT_TO_12, atol=1e-6)
+    assert layer.weights == []
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (InceptionBlock1D(64, activation="relu", name="inc"), (2, 20, 8)),
+        (ResidualInception1D(64, name="res"), (2, 20, 8)),
+        (LeadConsistent12(name="l12"), (2, 20, 8)),
+    ],
+)
+def test_get_config_round_trip(layer, shape):
+    x = RNG.standard_normal(shape).astype("float32")
+    y = layer(x)
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    clone.build(shape)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(np.asarray(clone(x)), np.asarray(y))
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+def test_generator_lead_consistent_output():
+    g = build_generator()
+    assert g.name == "generator"
+    ecg = np.asarray(g(_z(), training=False))
+    assert ecg.shape == (4, 1000, 12) and ecg.dtype == np.float32
+    independent = ecg[..., list(INDEPENDENT_INDEX)]
+    assert np.abs(independent).max() <= 1.0
+    lead = {name: ecg[..., i].astype(np.float64) for i, name in enumerate(LEAD_NAMES)}
+    i, ii = lead["I"], lead["II"]
+    assert np.abs(lead["III"] - (ii - i)).max() < 1e-6
+    assert np.abs(lead["AVR"] + (i + ii) / 2).max() < 1e-6
+    assert np.abs(lead["AVL"] - (i - ii / 2)).max() < 1e-6
+    assert np.abs(lead["AVF"] - (ii - i / 2)).max() < 1e-6
+
+
+def test_generator_plain_mode_has_12_free_channels():
+    g = build_generator(lead_consistent=False)
+    assert not any(isinstance(layer, LeadConsistent12) for layer in g.layers)
+    assert g.get_layer("up3").filters == 12
+    ecg = np.asarray(g(_z(), training=False))
+    assert ecg.shape == (4, 1000, 12) and np.abs(ecg).max() <= 1.0
+    third = LEAD_NAMES.index("III")
+    assert np.abs(ecg[..., third] - (ecg[..., 1] - ecg[..., 0])).max() > 1e-4  # not tied by construction
+
+
+def test_discriminator_and_classifier_share_the_trunk():
+    d, c = build_discriminator(), build_classifier()
+    assert (d.name, c.name) == ("discriminator", "classifier")
+    x = _ecg()
+    for m in (d, c):
+        assert tuple(m(x, training=False).shape) == (3, 1)
+        assert m.get_layer("logit").activation is keras.activations.linear
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in d.layers)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in c.layers)
+    trunk = lambda m: [(l.name, l.output.shape) for l in m.layers if isinstance(l, (keras.layers.Conv1D, ResidualInception1D))]  # noqa: E731
+    assert trunk(d) == trunk(c)
+    with pytest.raises(ValueError):
+        build_discriminator(norm="batch")
+
+
+def test_keras_save_load_round_trip(tmp_path):
+    cases = [
+        (build_generator(), _z()),
+        (build_generator(lead_consistent=False), _z()),
+        (build_discriminator(norm="layer", dropout=0.2), _ecg()),
+        (build_classifier(), _ecg()),
+    ]
+    for k, (model, x) in enumerate(cases):
+        path = tmp_path / f"{model.name}{k}.keras"
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        np.testing.assert_allclose(np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)), rtol=0, atol=1e-6)
+
+
+def test_mixed_bfloat16_outputs_are_float32(bf16_policy):
+    g, d, c = build_generator(), build_discriminator(), build_classifier()
+    assert g.get_layer("refine1").compute_dtype == "bfloat16"
+    ecg = g(_z(2), training=False)
+    assert ecg.dtype == "float32"
+    ecg = np.asarray(ecg)
+    assert np.abs(ecg[..., 2] - (ecg[..., 1] - ecg[..., 0])).max() < 1e-6  # III = II - I still exact
+    for m in (d, c):
+        assert m(ecg, training=False).dtype == "float32"
+
+
+# --- cost -------------------------------------------------------------------------------------------
+
+
+def test_flops_per_sample_hand_count():
+    x = keras.Input((20, 3))
+    h = keras.layers.Conv1D(4, 3, padding="same")(x)  # 2*20*3*4*3 = 1440
+    h = keras.layers.Conv1D(4, 5, strides=2, padding="same")(h)  # 2*10*4*4*5 = 1600
+    h = keras.layers.Conv1DTranspose(2, 5, strides=2, padding="same")(h)  # 2*10*4*2*5 = 800
+    h = keras.layers.BatchNormalization()(h)  # not counted
+    h = InceptionBlock1D(8)(h)  # (20, 2) -> 2 per branch: 2*20*2*2*(1+3+5+1) = 1600
+    h = ResidualInception1D(12)(h)  # 3 per branch: 2*20*8*3*10 = 9600, shortcut 2*20*8*12 = 3840
+    h = keras.layers.Flatten()(h)
+    y = keras.layers.Dense(1)(h)  # 2*240 = 480
+    model = keras.Model(x, y)
+    assert flops_per_sample(model) == 1440 + 1600 + 800 + 1600 + 9600 + 3840 + 480
+
+    z = keras.Input((100,))
+    h = keras.layers.Reshape((25, 4))(z)
+    out = LeadConsistent12()(keras.layers.Conv1D(8, 1)(h))  # 2*25*4*8 = 1600; 2*25*8*12 = 4800
+    assert flops_per_sample(keras.Model(z, out)) == 1600 + 4800
+
+
+def test_default_models_fit_the_cpu_budget():
+    assert flops_per_sample(build_generator()) <= 80e6
+    assert flops_per_sample(build_discriminator()) <= 80e6

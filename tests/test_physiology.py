@@ -1,0 +1,182 @@
+"""Known-answer tests of rare_gan.physiology (R-peaks, RR-SD, features, Wasserstein table)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rare_gan import physiology as ph
+from rare_gan.leads import LEAD_NAMES, N_SAMPLES, SAMPLING_RATE_HZ, assemble_12_leads
+
+FS = SAMPLING_RATE_HZ
+
+
+def beat_train(beat_times_s, n: int = N_SAMPLES, fs: int = FS) -> np.ndarray:
+    """Lead-II-like signal (mV): P, Q, R (1.2 mV), S and T waves placed at each beat time (s)."""
+    t = np.arange(n) / fs
+    x = np.zeros(n)
+    for b in beat_times_s:
+        for mu, sd, amp in ((-0.16, 0.025, 0.15), (-0.03, 0.012, -0.1), (0.0, 0.012, 1.2),
+                            (0.03, 0.012, -0.25), (0.28, 0.05, 0.3)):
+            x += amp * np.exp(-0.5 * ((t - b - mu) / sd) ** 2)
+    return x
+
+
+def twelve_leads(lead_ii: np.ndarray) -> np.ndarray:
+    """(T, 12) ECG whose limb leads follow Einthoven/Goldberger exactly."""
+    independent = np.stack([0.6 * lead_ii, lead_ii] + [f * lead_ii for f in (-0.5, 0.3, 0.8, 1.2, 1.0, 0.7)], axis=-1)
+    return assemble_12_leads(independent)
+
+
+REGULAR_TIMES = np.arange(0.4, 10.0, 0.8)  # every 800 ms = 75 bpm
+IRREGULAR_TIMES = 0.3 + np.concatenate([[0.0], np.cumsum(np.tile([0.6, 1.0], 6))])[:12]  # RR 600/1000 ms
+
+
+@pytest.fixture(scope="module")
+def regular() -> np.ndarray:
+    return twelve_leads(beat_train(REGULAR_TIMES))
+
+
+@pytest.fixture(scope="module")
+def irregular() -> np.ndarray:
+    return twelve_leads(beat_train(IRREGULAR_TIMES))
+
+
+def test_regular_rhythm_known_answer(regular):
+    peaks = ph.detect_rpeaks(regular[:, 1])
+    np.testing.assert_array_equal(peaks, np.round(REGULAR_TIMES * FS).astype(int))
+    row = ph.ecg_features(regular).iloc[0]
+    assert row.heart_rate_bpm == pytest.approx(75.0, rel=0.02)
+    assert row.rr_sd_ms < 20
+    assert row.rr_mean_ms == pytest.approx(800.0, abs=10)
+    assert row.n_rpeaks == len(REGULAR_TIMES)
+    assert row.ok and row.plausible
+    assert 0.9 <= row.signal_quality <= 1.0
+    assert 40 <= row.qrs_ms <= 150 and 80 <= row.pr_ms <= 260 and 250 <= row.qt_ms <= 500
+
+
+def test_neurokit_simulated_75_bpm():
+    import neurokit2 as nk
+
+    sim = nk.ecg_simulate(duration=10, sampling_rate=FS, heart_rate=75, heart_rate_std=0, random_state=0)
+    ecg = twelve_leads(np.asarray(sim))
+    assert ph.rr_sd_ms(ecg) < 20
+    row = ph.ecg_features(ecg, delineate=False).iloc[0]
+    assert row.heart_rate_bpm == pytest.approx(75.0, rel=0.03)
+    assert row.plausible and math.isnan(row.qrs_ms)
+
+
+def test_irregular_rhythm_known_answer(irregular):
+    expected = np.std(np.diff(IRREGULAR_TIMES) * 1000, ddof=1)  # ≈ 209 ms: RR alternating 600/1000 ms
+    value = ph.rr_sd_ms(irregular)
+    assert value == pytest.approx(200, abs=25)
+    assert value == pytest.approx(expected, abs=10)
+    assert ph.rr_sd_ms(irregular[:, 1]) == pytest.approx(value)  # 1-D lead accepted
+
+
+def test_lead_selection(regular):
+    assert ph.rr_sd_ms(regular, lead="aVR") == ph.rr_sd_ms(regular, lead="AVR") == ph.rr_sd_ms(regular, lead=3)
+    with pytest.raises(ValueError):
+        ph.rr_sd_ms(regular, lead="V7")
+
+
+@pytest.mark.parametrize("kind", ["zeros", "constant", "nan", "inf", "short", "empty", "huge_flat"])
+def test_flat_and_broken_signals_give_nan(kind):
+    ecg = {"zeros": np.zeros((N_SAMPLES, 12)), "constant": np.full((N_SAMPLES, 12), 0.3),
+           "nan": np.full((N_SAMPLES, 12), np.nan), "inf": np.full((N_SAMPLES, 12), np.inf),
+           "short": np.zeros((50, 12)), "empty": np.zeros((0, 12)), "huge_flat": np.full((N_SAMPLES, 12), 1e30)}[kind]
+    assert ph.detect_rpeaks(ecg[:, 1]).size == 0
+    assert math.isnan(ph.rr_sd_ms(ecg))
+    row = ph.ecg_features(ecg).iloc[0]
+    assert row.n_rpeaks == 0 and not row.ok and not row.plausible
+    measured = ["heart_rate_bpm", "rr_sd_ms", "qrs_ms", "pr_ms", "qt_ms", "signal_quality"]
+    assert np.isnan(row[measured].astype(float)).all()
+
+
+def test_partly_nan_ecg_is_not_plausible(regular):
+    ecg = regular.copy()
+    ecg[500, 4] = np.nan  # aVL only; lead II intact
+    row = ph.ecg_features(ecg).iloc[0]
+    assert row.n_rpeaks == len(REGULAR_TIMES)
+    assert math.isnan(row.limb_residual_mv) and not row.plausible
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_white_noise_is_not_plausible(seed):
+    noise = np.random.default_rng(seed).normal(0.0, 0.3, (3, N_SAMPLES, 12))
+    df = ph.ecg_features(noise)
+    assert not df.plausible.any()
+    assert ph.rr_sd_ms_batch(noise).shape == (3,)
+
+
+def test_limb_residual(regular):
+    assert ph.ecg_features(regular).limb_residual_mv.iloc[0] < 1e-9
+    broken = regular.copy()
+    broken[:, LEAD_NAMES.index("III")] += 0.5
+    assert ph.ecg_features(broken, delineate=False).limb_residual_mv.iloc[0] == pytest.approx(0.5)
+
+
+def test_batch_matches_single_and_mixes_bad_ecgs(regular, irregular):
+    batch = np.stack([regular, np.zeros_like(regular), irregular, np.full_like(regular, np.nan)]).astype(np.float32)
+    out = ph.rr_sd_ms_batch(batch)
+    assert out.dtype == np.float64 and out.shape == (4,)
+    assert out[0] == pytest.approx(ph.rr_sd_ms(regular), abs=1e-6)
+    assert out[2] == pytest.approx(ph.rr_sd_ms(irregular), abs=1e-6)
+    assert np.isnan(out[[1, 3]]).all()
+    df = ph.ecg_features(batch)
+    assert list(df.columns) == list(ph.FEATURE_COLUMNS) and len(df) == 4
+    assert df.plausible.tolist() == [True, False, True, False]
+    assert df.ok.dtype == bool and df.n_rpeaks.dtype == np.int64
+
+
+def test_batch_of_64_is_fast(regular, irregular):
+    batch = np.stack([regular, irregular] * 32)
+    ph.rr_sd_ms_batch(batch[:2])  # neurokit2 import and first-call overheads
+    t0 = time.perf_counter()
+    out = ph.rr_sd_ms_batch(batch)
+    assert time.perf_counter() - t0 < 1.0
+    assert np.isfinite(out).all()
+
+
+def test_parallel_equals_serial(regular, irregular):
+    batch = np.stack([regular, irregular, np.zeros_like(regular), regular])
+    serial = ph.ecg_features(batch, delineate=False)
+    parallel = ph.ecg_features(batch, delineate=False, n_jobs=2)
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
+def test_wasserstein_table_known_answer():
+    real = pd.DataFrame({"hr": [60.0, 70.0, 80.0, np.nan], "ok": [True, True, False, True]})
+    synth = pd.DataFrame({"hr": [70.0, 80.0, 90.0], "ok": [True, True, True]})
+    table = ph.wasserstein_table(real, synth, ["hr", "ok"])
+    assert table.loc["hr", "wasserstein"] == pytest.approx(10.0)
+    assert table.loc["hr", ["n_real", "n_synth"]].tolist() == [3, 3]
+    assert table.loc["ok", "wasserstein"] == pytest.approx(0.25)
+    empty = ph.wasserstein_table(real, synth.assign(hr=np.nan), ["hr"])
+    assert math.isnan(empty.loc["hr", "wasserstein"]) and empty.loc["hr", "n_synth"] == 0
+    assert set(ph.wasserstein_table(real, synth).index) == {"hr", "ok"}
+
+
+# Beats counted by eye (QRS complexes in V1 and II over the 10 s) in PTB-XL records.
+HAND_COUNTED_BEATS = {1: 11, 3: 11, 18: 22, 23: 21, 152: 14}  # 18, 23: AFLT; 152: AFIB
+
+
+@pytest.mark.ptbxl
+def test_real_ptbxl_heart_rate_matches_beat_count(ptbxl_dir):
+    import wfdb
+
+    root = ptbxl_dir
+    db = pd.read_csv(root / "ptbxl_database.csv", index_col="ecg_id")
+    ecgs = np.stack([wfdb.rdsamp(str(root / db.loc[i, "filename_lr"]))[0] for i in HAND_COUNTED_BEATS])
+    df = ph.ecg_features(ecgs)
+    counts = np.array(list(HAND_COUNTED_BEATS.values()))
+    np.testing.assert_allclose(df.heart_rate_bpm, 6.0 * counts, rtol=0.10)
+    assert (np.abs(df.n_rpeaks - counts) <= 1).all()
+    assert df.plausible.all()
+    assert (df.limb_residual_mv < 0.01).all()  # PTB-XL limb leads are derived (µV quantisation only)
+    assert df.rr_sd_ms.iloc[4] > 2 * df.rr_sd_ms.iloc[:2].max()  # AFIB is irregular
+    assert np.isfinite(df[["qrs_ms", "pr_ms", "qt_ms"]].to_numpy()).all()
