@@ -204,8 +204,8 @@ class VariantResult:
 
 
 def run_variant(task: Task, variant: str, seeds: Sequence[int], epochs: int, cache_dir: str | Path | None,
-                synthetic: np.ndarray | None = None, synthetic_tag: str = "") -> VariantResult:
-    """Train ``variant`` once per seed; thresholds maximise F1 on the validation fold."""
+                synthetic: np.ndarray | None = None, synthetic_tag: str = "", label: str | None = None) -> VariantResult:
+    """Train ``variant`` once per seed (reported as ``label``); thresholds maximise F1 on the validation fold."""
     from rare_gan import metrics
 
     test, thresholds = [], []
@@ -213,7 +213,7 @@ def run_variant(task: Task, variant: str, seeds: Sequence[int], epochs: int, cac
         _, scores = fit_or_load(task, variant, seed, epochs, cache_dir, synthetic, synthetic_tag)
         test.append(scores["test"])
         thresholds.append(metrics.choose_threshold(task.y["val"], scores["val"], rule="f1"))
-    return VariantResult(variant, np.stack(test), np.asarray(thresholds))
+    return VariantResult(label or variant, np.stack(test), np.asarray(thresholds))
 
 
 def utility_table(task: Task, results: Sequence[VariantResult], n_boot: int, seed: int = 0) -> pd.DataFrame:

@@ -44,14 +44,14 @@ def write_record(ecg_mv: np.ndarray, path: Path, comments: Sequence[str]) -> Non
 
 
 def write_synthetic_dataset(ecgs_mv: np.ndarray, dest: str | os.PathLike, codes: Sequence[str], provenance: dict,
-                            scores: pd.DataFrame | None = None, statements_csv: str | os.PathLike | None = None
-                            ) -> pd.DataFrame:
+                            scores: pd.DataFrame | None = None, statements_csv: str | os.PathLike | None = None,
+                            extra_files: dict[str, str] | None = None) -> pd.DataFrame:
     """Write ``ecgs_mv`` (n, 1000, 12) under ``dest`` in PTB-XL layout; return the metadata table.
 
     ``codes`` are the SCP codes every record is labelled with (likelihood 100); ``provenance`` (the
     generator's config, checkpoint and seed) goes into each header and the CSV; ``scores`` (one row
     per ECG, same order) adds columns such as classifier confidence. ``statements_csv`` is copied as
-    ``scp_statements.csv``. The folder is written into a temporary sibling and swapped in at the
+    ``scp_statements.csv``; ``extra_files`` maps file names to text written beside them. The folder is written into a temporary sibling and swapped in at the
     end, so it is either complete or absent.
     """
     dest = Path(dest)
@@ -76,6 +76,8 @@ def write_synthetic_dataset(ecgs_mv: np.ndarray, dest: str | os.PathLike, codes:
         shutil.copyfile(statements_csv, tmp / "scp_statements.csv")
     atomic.write_text(tmp / "README.md", f"# {SYNTHETIC_HEADER}\n\n{len(table)} records labelled {list(codes)}.\n"
                       + "".join(f"- {k}: {v}\n" for k, v in provenance.items()))
+    for name, text in (extra_files or {}).items():
+        atomic.write_text(tmp / name, text)
     atomic.mark_complete(tmp, {"n_records": len(table)})
     old = dest.with_name(f".{dest.name}.old")
     shutil.rmtree(old, ignore_errors=True)

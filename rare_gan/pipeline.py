@@ -69,7 +69,7 @@ EXPERIMENTS = (
 # Rare rhythm codes of the research, in order of preference; the pipeline takes the first with
 # enough records on disk (the DEMO dataset's rare class is AFIB).
 TARGET_PREFERENCE = ("AFLT", "BIGU", "WPW", "PSVT", "SVTAC", "TRIGU", "PAC", "CLBBB", "AFIB")
-MIN_TRAIN_RECORDS, MIN_TEST_RECORDS = 30, 5
+MIN_TRAIN_RECORDS, MIN_TEST_RECORDS = 20, 2
 
 
 def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: Path, target: str | None = None,
@@ -147,11 +147,8 @@ def merge_notebooks(parts: Sequence[Path], dest: Path, title: str) -> Path:
     return dest
 
 
-def choose_target(data_dir: str | None) -> str:
-    """The first code of :data:`TARGET_PREFERENCE` with enough training and test records on disk."""
-    from rare_gan.data import load_metadata
-
-    meta = load_metadata(data_dir, demo_fallback=True)
+def choose_target(meta) -> str:
+    """The first code of :data:`TARGET_PREFERENCE` with enough training and test records on disk in ``meta``."""
     table = meta.prevalence(on_disk=True)
     for code in TARGET_PREFERENCE:
         if code in table.index and table.at[code, "train"] >= MIN_TRAIN_RECORDS and \
@@ -197,7 +194,7 @@ def run(profile: str = "quick", data_dir: str | None = None, target: str | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = load_metadata(data_dir, demo_fallback=True)
     data_arg = "demo" if meta.demo else str(meta.root)
-    target = target or choose_target(data_arg)
+    target = target or choose_target(meta)
     meta.validate_codes(target)
     print(f"[run_all] profile={profile} data={meta.root}{' (DEMO)' if meta.demo else ''} target={target} "
           f"out={out_dir}", file=sys.stderr)

@@ -27,6 +27,7 @@ __all__ = [
     "CLINICAL_LAYOUT",
     "plot_12lead",
     "plot_12lead_grid",
+    "plot_architecture",
     "plot_distributions",
     "plot_loss_curves",
     "plot_prevalence",
@@ -57,7 +58,7 @@ _GRID_SPACING_MV = 4.0  # lead spacing in the compact grid view
 # ----------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------
-def _pyplot():
+def pyplot():
     """matplotlib.pyplot, after choosing Agg only if no backend was set (env, rc, notebook, use())."""
     getter = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
     if getter is not None and getter() is None and not os.environ.get("MPLBACKEND"):
@@ -67,7 +68,7 @@ def _pyplot():
     return plt
 
 
-def _finish(fig, path, dpi: float):
+def save_figure(fig, path, dpi: float):
     """Save ``fig`` to ``path`` atomically (format from the suffix, PNG by default); return ``fig``."""
     if path is not None:
         path = Path(path)
@@ -239,13 +240,13 @@ def plot_12lead(ecg_mv, fs: float = SAMPLING_RATE_HZ, title: str | None = None, 
     major); row heights follow the data (±1.5 to ±5 mV). ``synthetic`` adds "SYNTHETIC" to the
     title and a watermark. Axes are labelled with their lead (``ax.get_label()``).
     """
-    plt = _pyplot()
+    plt = pyplot()
     x = _baseline_removed(_as_ecg(ecg_mv))
     limits = _clinical_limits(x)
     size = _clinical_size_mm(x.shape[0], fs, limits)
     fig = plt.figure(figsize=(size[0] / 25.4, size[1] / 25.4))
     _draw_clinical(fig, x, fs, limits, size, title, synthetic)
-    return _finish(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_real_vs_synthetic(real_ecg, synth_ecg, fs: float = SAMPLING_RATE_HZ, title: str | None = None,
@@ -256,7 +257,7 @@ def plot_real_vs_synthetic(real_ecg, synth_ecg, fs: float = SAMPLING_RATE_HZ, ti
     The synthetic one is titled and watermarked "SYNTHETIC"; ``title`` prefixes both panel titles.
     Both keep true paper scale, so their amplitudes compare directly.
     """
-    plt = _pyplot()
+    plt = pyplot()
     xs = [_baseline_removed(_as_ecg(real_ecg, "real_ecg")), _baseline_removed(_as_ecg(synth_ecg, "synth_ecg"))]
     limits = [_clinical_limits(x) for x in xs]
     sizes = [_clinical_size_mm(x.shape[0], fs, lim) for x, lim in zip(xs, limits)]
@@ -273,7 +274,7 @@ def plot_real_vs_synthetic(real_ecg, synth_ecg, fs: float = SAMPLING_RATE_HZ, ti
     for k, (sub, x, lim, size) in enumerate(zip(subfigs, xs, limits, sizes)):
         label = f"{title} — {labels[k]}" if title else labels[k]
         _draw_clinical(sub, x, fs, lim, size, label, synthetic=(k == 1))
-    return _finish(subfigs[0].figure, path, dpi)
+    return save_figure(subfigs[0].figure, path, dpi)
 
 
 def plot_12lead_grid(ecgs, titles: Sequence[str] | None = None, fs: float = SAMPLING_RATE_HZ,
@@ -285,7 +286,7 @@ def plot_12lead_grid(ecgs, titles: Sequence[str] | None = None, fs: float = SAMP
     Not to paper scale: the grid is 0.2 s x 0.5 mV, leads are 4 mV apart and clipped at ±2 mV.
     Panel titles are ``titles`` (default "#i").
     """
-    plt = _pyplot()
+    plt = pyplot()
     x = _baseline_removed(_as_batch(ecgs))
     n, n_samples = x.shape[0], x.shape[1]
     idx = [_lead(name) for name in leads]
@@ -312,7 +313,7 @@ def plot_12lead_grid(ecgs, titles: Sequence[str] | None = None, fs: float = SAMP
     if text:
         fig.suptitle(text, fontsize=11, fontweight="bold", color=SYNTHETIC_COLOR if synthetic else "black",
                      y=1 - 0.08 / (cell_h * nrows + 0.45), va="top")
-    return _finish(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,7 +326,7 @@ def plot_loss_curves(history: pd.DataFrame, path=None, title: str | None = None,
     ``history`` has one row per epoch (column ``epoch``, else rows count from 1). Missing loss or D
     columns are skipped; ``real_rr_sd_ms`` draws the real data's RR-SD as a dashed reference.
     """
-    plt = _pyplot()
+    plt = pyplot()
     epochs = history["epoch"].to_numpy() if "epoch" in history else np.arange(1, len(history) + 1)
     panels = [("loss", [("d_loss", "D loss"), ("g_loss", "G loss")]),
               ("mean D output", [("d_real", "D(real)"), ("d_fake", "D(fake)")])]
@@ -347,7 +348,7 @@ def plot_loss_curves(history: pd.DataFrame, path=None, title: str | None = None,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _finish(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 _UNITS = (("_bpm", "bpm"), ("_ms", "ms"), ("_mv", "mV"))
@@ -370,7 +371,7 @@ def plot_distributions(frames: Mapping[str, pd.DataFrame], columns: Sequence[str
     """
     import seaborn as sns
 
-    plt = _pyplot()
+    plt = pyplot()
     columns = list(columns)
     ncols = max(1, min(3, len(columns)))
     nrows = max(1, math.ceil(len(columns) / ncols))
@@ -408,7 +409,7 @@ def plot_distributions(frames: Mapping[str, pd.DataFrame], columns: Sequence[str
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _finish(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_prevalence(table: pd.DataFrame | pd.Series, column: str = "total", highlight: Sequence[str] = (),
@@ -421,7 +422,7 @@ def plot_prevalence(table: pd.DataFrame | pd.Series, column: str = "total", high
     column exists, else count < ``rare_count``, default 1 % of the largest count) are orange;
     ``highlight`` codes (e.g. the target) are red and bold.
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     counts = (table if isinstance(table, pd.Series) else table[column]).astype(float)
@@ -459,4 +460,38 @@ def plot_prevalence(table: pd.DataFrame | pd.Series, column: str = "total", high
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return _finish(fig, path, dpi)
+    return save_figure(fig, path, dpi)
+
+
+def plot_architecture(model, path=None, dpi: float = 110):
+    """A Keras model's layers as a vertical flow of boxes: name, kind, output shape and parameters.
+
+    Custom blocks (InceptionBlock1D, ResidualInception1D) are drawn shaded; no graphviz needed.
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    plt = pyplot()
+    rows = []
+    for layer in model.layers:
+        shape = getattr(layer, "output", None)
+        shape = tuple(shape.shape[1:]) if shape is not None else ()
+        rows.append((layer.name, type(layer).__name__, shape, layer.count_params()))
+    height = 0.42 * len(rows) + 0.8
+    fig, ax = plt.subplots(figsize=(6.4, height))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-len(rows) + 0.3, 1.2)
+    ax.axis("off")
+    for i, (name, kind, shape, params) in enumerate(rows):
+        y = -i
+        custom = kind in ("InceptionBlock1D", "ResidualInception1D", "LeadConsistent12")
+        ax.add_patch(FancyBboxPatch((0.05, y - 0.32), 0.9, 0.64, boxstyle="round,pad=0.02",
+                                    facecolor="#dbe9f6" if custom else "#f4f4f4",
+                                    edgecolor="#4a6d8c" if custom else "#999999"))
+        ax.text(0.08, y, f"{name}", fontsize=8, fontweight="bold", va="center")
+        ax.text(0.40, y, kind, fontsize=8, va="center")
+        ax.text(0.70, y, f"{shape}", fontsize=8, va="center", family="monospace")
+        ax.text(0.93, y, f"{params:,}", fontsize=7, va="center", ha="right", color="#555555")
+        if i:
+            ax.annotate("", xy=(0.5, y + 0.33), xytext=(0.5, y + 0.67), arrowprops={"arrowstyle": "->", "lw": 0.8})
+    ax.set_title(f"{model.name}: {model.count_params():,} parameters", fontsize=10, fontweight="bold")
+    return save_figure(fig, path, dpi)
