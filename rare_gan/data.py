@@ -109,8 +109,8 @@ def locate_ptbxl(data_dir: str | os.PathLike | None = None) -> Path:
 def resolve_dataset(data_dir: str | os.PathLike | None = None, demo_fallback: bool = True) -> Path:
     """Locate PTB-XL; when none is found and ``demo_fallback``, write/reuse the DEMO dataset instead.
 
-    ``data_dir="demo"`` asks for the DEMO dataset explicitly. An explicitly given ``data_dir`` that is not PTB-XL is always an error (no silent fallback).
-    Falling back prints :data:`rare_gan.demo.DEMO_BANNER` so nobody mistakes demo results for PTB-XL.
+    ``data_dir="demo"`` asks for the DEMO dataset explicitly. An explicitly given ``data_dir`` that
+    is not PTB-XL is always an error (no silent fallback). Falling back prints :data:`rare_gan.demo.DEMO_BANNER` so nobody mistakes demo results for PTB-XL.
     """
     if str(data_dir).lower() == "demo":
         from rare_gan import demo
@@ -319,6 +319,12 @@ def _records_on_disk(root: Path, filenames: pd.Series) -> pd.Series:
 # ----------------------------------------------------------------------------------------------
 # Signals
 # ----------------------------------------------------------------------------------------------
+def record_name(ecg_id: int, rate: str = "lr") -> str:
+    """PTB-XL's relative record path, e.g. ``records100/00000/00001_lr`` (``rate`` "hr": records500)."""
+    folder = "records100" if rate == "lr" else "records500"
+    return f"{folder}/{ecg_id // 1000 * 1000:05d}/{ecg_id:05d}_{rate}"
+
+
 def read_record(path: str | os.PathLike) -> np.ndarray:
     """Read one WFDB record (path without extension) as float32 (1000, 12) mV in PTB-XL lead order.
 

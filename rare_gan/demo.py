@@ -52,6 +52,7 @@ except ImportError:  # Windows: no advisory locks
     fcntl = None
 
 from rare_gan import atomic
+from rare_gan.data import record_name
 from rare_gan.leads import INDEPENDENT_LEADS, LEAD_NAMES, N_SAMPLES, SAMPLING_RATE_HZ, assemble_12_leads
 
 DEMO_VERSION = 1
@@ -262,12 +263,6 @@ def _assign_classes_and_folds(rng: np.random.Generator, counts: dict[str, int]) 
         folds[idx] = (start + np.arange(len(idx))) % N_FOLDS + 1
         start += len(idx)
     return labels, folds
-
-
-def record_name(ecg_id: int, rate: str = "lr") -> str:
-    """PTB-XL's relative record path, e.g. ``records100/00000/00001_lr`` (``rate`` "hr": records500)."""
-    folder = "records100" if rate == "lr" else "records500"
-    return f"{folder}/{ecg_id // 1000 * 1000:05d}/{ecg_id:05d}_{rate}"
 
 
 def _database(rng: np.random.Generator, labels: np.ndarray, folds: np.ndarray) -> pd.DataFrame:

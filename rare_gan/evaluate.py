@@ -152,7 +152,7 @@ def train_classifier(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     has_both = 0 < int(y_val.sum()) < len(y_val)
     callbacks = [keras.callbacks.EarlyStopping(monitor="val_auroc", mode="max", patience=patience,
                                                restore_best_weights=True)] if has_both else []
-    model.fit(data, validation_data=(x_val, y_val.astype(np.float32)), epochs=epochs, verbose=0,
+    model.fit(data, validation_data=(x_val, y_val.astype(np.float32)), epochs=epochs, verbose=0, shuffle=False,
               class_weight=class_weight, callbacks=callbacks)
     return model
 

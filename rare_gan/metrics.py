@@ -22,6 +22,13 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 from scipy import signal, special, stats
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from rare_gan.leads import DISPLAY_NAMES, SAMPLING_RATE_HZ
 
@@ -121,17 +128,21 @@ def choose_threshold(y_val, score_val, rule: str = "f1") -> float:
     Candidates are the distinct validation scores; the returned value is the midpoint between the
     best candidate and the next lower score (the same validation predictions, more margin on test).
     """
-    pos, neg = _split_classes(y_val)
-    if not len(pos) or not len(neg):
+    y = np.asarray(y_val).astype(bool).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
         raise ValueError("choose_threshold needs both classes in the validation labels")
     score = np.asarray(score_val, dtype=np.float64).ravel()
-    cand = np.unique(score)[::-1]  # descending
-    tp = (score[pos][None, :] >= cand[:, None]).sum(axis=1)
-    fp = (score[neg][None, :] >= cand[:, None]).sum(axis=1)
+    order = np.argsort(-score, kind="stable")
+    ranked, hits = score[order], y[order]
+    last_of_tie = np.r_[ranked[1:] != ranked[:-1], True]
+    cand = ranked[last_of_tie]  # distinct scores, descending
+    tp = np.cumsum(hits)[last_of_tie]  # predictions score >= cand
+    fp = np.cumsum(~hits)[last_of_tie]
     if rule == "f1":
-        objective = 2 * tp / (tp + fp + len(pos))
+        objective = 2 * tp / (tp + fp + n_pos)
     elif rule == "youden":
-        objective = tp / len(pos) - fp / len(neg)
+        objective = tp / n_pos - fp / n_neg
     else:
         raise ValueError(f"unknown rule {rule!r}; use 'f1' or 'youden'")
     best = int(np.argmax(objective))
@@ -219,10 +230,16 @@ def paired_bootstrap_difference(y_true, scores_a, scores_b, thresholds_a, thresh
 # ---------------------------------------------------------------------------------------------
 
 def _as_ecgs(ecgs) -> np.ndarray:
+    """ECG set as float64 (n, samples, leads); anything else is a ValueError."""
     x = np.asarray(ecgs, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"expected ECGs shaped (n, samples, leads), got {x.shape}")
     return x
+
+
+def _lead_names(n_leads: int) -> list[str]:
+    """Row labels for a per-lead table: clinical lead names for 12 leads, else lead0, lead1, …"""
+    return list(DISPLAY_NAMES) if n_leads == len(DISPLAY_NAMES) else [f"lead{i}" for i in range(n_leads)]
 
 
 def amplitude_stats(ecgs) -> pd.DataFrame:
@@ -238,10 +255,6 @@ def amplitude_stats(ecgs) -> pd.DataFrame:
         "p99_mv": p99,
         "ptp_median_mv": np.median(np.ptp(x, axis=1), axis=0),
     }, index=pd.Index(_lead_names(x.shape[2]), name="lead"))
-
-
-def _lead_names(n_leads: int) -> list[str]:
-    return list(DISPLAY_NAMES) if n_leads == len(DISPLAY_NAMES) else [f"lead{i}" for i in range(n_leads)]
 
 
 def amplitude_table(real, synth) -> pd.DataFrame:
@@ -322,8 +335,8 @@ def ecg_features(ecgs, fs: float = SAMPLING_RATE_HZ) -> np.ndarray:
     bands = np.stack([psd[..., (freqs >= lo) & (freqs < hi)].sum(axis=-1) * df for lo, hi in FEATURE_BANDS_HZ], -1)
     total = bands.sum(axis=-1, keepdims=True)
     floor = 1e-12
-    centred = x - np.median(x, axis=1, keepdims=True)
-    quantiles = np.moveaxis(np.percentile(centred, [1, 25, 75, 99], axis=1), 0, -1)
+    q = np.percentile(x, [1, 25, 50, 75, 99], axis=1)  # (5, n, leads)
+    quantiles = np.moveaxis(q[[0, 1, 3, 4]] - q[2], 0, -1)
     slope = np.log10(np.diff(x, axis=1).std(axis=1) + floor)[..., None]
     per_lead = np.concatenate([np.log10(total + floor), bands / (total + floor), quantiles, slope], axis=-1)
     return per_lead.reshape(len(x), -1)
@@ -391,13 +404,6 @@ def c2st_auroc(real, synth, seed: int = 0, folds: int = 5, classifier: str = "lo
     indistinguishable, 1.0 = trivially separable. Returns ``auroc`` (mean over folds),
     ``auroc_sd``, ``auroc_folds``, ``n_per_class``.
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     fr, fsyn = ecg_features(real, fs), ecg_features(synth, fs)
     if (extra_real is None) != (extra_synth is None):
         raise ValueError("give extra feature columns for both sets or for neither")
@@ -417,9 +423,10 @@ def c2st_auroc(real, synth, seed: int = 0, folds: int = 5, classifier: str = "lo
     else:
         raise ValueError(f"unknown classifier {classifier!r}; use 'logistic' or 'hgb'")
     aucs = []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels):
-        model.fit(features[train], labels[train])
-        aucs.append(roc_auc_score(labels[test], model.predict_proba(features[test])[:, 1]))
+    with threadpool_limits(1):  # small problem: BLAS/OpenMP threads only add contention
+        for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels):
+            model.fit(features[train], labels[train])
+            aucs.append(roc_auc_score(labels[test], model.predict_proba(features[test])[:, 1]))
     return {"auroc": float(np.mean(aucs)), "auroc_sd": float(np.std(aucs)), "auroc_folds": [float(a) for a in aucs],
             "n_per_class": n}
 
@@ -440,9 +447,10 @@ def wasserstein(real_values, synth_values) -> float:
 
 def _znorm(ecgs) -> np.ndarray:
     """Per-record, per-lead z-normalisation over time, as (n, leads, T) float32; flat leads become 0."""
-    x = np.moveaxis(np.asarray(ecgs, dtype=np.float32), 1, 2)
+    x = np.asarray(ecgs, dtype=np.float32)
     if x.ndim != 3:
-        raise ValueError(f"expected ECGs shaped (n, samples, leads), got {np.shape(ecgs)}")
+        raise ValueError(f"expected ECGs shaped (n, samples, leads), got {x.shape}")
+    x = np.moveaxis(x, 1, 2)
     x = x - x.mean(axis=2, keepdims=True)
     sd = x.std(axis=2, keepdims=True)
     return np.divide(x, sd, out=np.zeros_like(x), where=sd > 0)
@@ -497,7 +505,8 @@ def nearest_neighbour_similarity(queries, references, max_shift: int = 50,
     best_idx = np.empty(len(zq), dtype=np.int64)
     for start in range(0, len(zq), chunk_size):
         stop = min(start + chunk_size, len(zq))
-        cross = np.matmul(fq[:, start:stop], fr)  # (F, chunk, nr), summed over leads
+        with threadpool_limits(1, user_api="blas"):  # tiny per-frequency products: threads only contend
+            cross = np.matmul(fq[:, start:stop], fr)  # (F, chunk, nr), summed over leads
         xcorr = scipy.fft.irfft(cross, n_fft, axis=0, workers=-1)[lag_index]  # (lags, chunk, nr)
         denom = np.sqrt(eq[start:stop].T[:, :, None] * er.T[:, None, :])
         sim = np.divide(xcorr, denom, out=np.zeros_like(xcorr), where=denom > 0).max(axis=0)  # (chunk, nr)

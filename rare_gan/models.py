@@ -20,6 +20,7 @@ from keras import layers, ops
 from rare_gan.leads import INDEPENDENT_LEADS, INDEPENDENT_TO_12, N_LEADS, N_SAMPLES
 
 _PACKAGE = "rare_gan"
+UPSAMPLE_MODES = ("transpose", "nearest")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -130,8 +131,9 @@ def build_generator(
     lead_consistent: bool = True,
     base_length: int = 125,
     filters: Sequence[int] = (128, 64),
-    kernel_size: int = 5,
+    kernel_size: int = 4,
     n_refine: int = 1,
+    upsample: str = "transpose",
 ) -> keras.Model:
     """Generator ``z (batch, latent_dim) -> ECG (batch, base_length * 2**(len(filters)+1), 12)``.
 
@@ -143,23 +145,39 @@ def build_generator(
     ``lead_consistent=True``: the last conv makes the 8 independent leads (I, II, V1–V6, in
     [-1, 1]) and :class:`LeadConsistent12` derives III, aVR, aVL, aVF exactly (these may exceed
     [-1, 1]). ``False``: 12 free channels. Outputs are float32 under any dtype policy.
+
+    ``kernel_size`` defaults to 4, a multiple of the stride 2: every output sample of a stride-2
+    transposed conv then gets the same number of kernel taps, which avoids the period-2
+    "checkerboard" pattern (high-frequency ripple at 50 Hz, 25 Hz, ...) that kernel 5 gives (the
+    research fixes the stages and channels, not this detail). ``upsample="nearest"`` replaces each
+    transposed conv by nearest-neighbour ``UpSampling1D(2)`` + ``Conv1D(kernel_size)`` (artefact-free
+    by construction, same FLOPs per output sample).
     """
     if not filters:
         raise ValueError("filters needs at least one stage")
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+
+    def up(x, channels, name, **kw):
+        if upsample == "transpose":
+            return layers.Conv1DTranspose(channels, kernel_size, strides=2, padding="same", name=name, **kw)(x)
+        x = layers.UpSampling1D(2, name=f"{name}_upsample")(x)
+        return layers.Conv1D(channels, kernel_size, padding="same", name=name, **kw)(x)
+
     z = keras.Input(shape=(latent_dim,), name="z")
     x = layers.Dense(base_length * filters[0], use_bias=False, name="project")(z)
     x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(0.2, name="project_act")(x)
     x = layers.Reshape((base_length, filters[0]), name="reshape")(x)
     for i, f in enumerate(filters):
-        x = layers.Conv1DTranspose(f, kernel_size, strides=2, padding="same", use_bias=False, name=f"up{i + 1}")(x)
+        x = up(x, f, f"up{i + 1}", use_bias=False)
         x = layers.BatchNormalization(name=f"up{i + 1}_bn")(x)
         x = layers.LeakyReLU(0.2, name=f"up{i + 1}_act")(x)
         if i == 0:
             for j in range(n_refine):
                 x = ResidualInception1D(f, name=f"refine{j + 1}")(x)
     out_channels = len(INDEPENDENT_LEADS) if lead_consistent else N_LEADS
-    x = layers.Conv1DTranspose(out_channels, kernel_size, strides=2, padding="same", name=f"up{len(filters) + 1}")(x)
+    x = up(x, out_channels, f"up{len(filters) + 1}")
     x = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     if lead_consistent:
         x = LeadConsistent12(dtype="float32", name="leads12")(x)

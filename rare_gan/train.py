@@ -74,6 +74,28 @@ class TrainConfig:
     gp_weight: float = 10.0
     critic_steps: int = 1
     lead_consistent: bool = True
+    generator_kernel_size: int = 4
+    """Kernel of the generator's stride-2 transposed convs; 4 (a multiple of the stride) avoids the
+    checkerboard ripple that the former 5 gave. Configs saved without this field used 5."""
+    generator_upsample: str = "transpose"
+    """'transpose' (Conv1DTranspose stages, the research's design) or 'nearest' (UpSampling1D + Conv1D)."""
+    beta_2: float = 0.999
+    """Adam β2 for both optimisers (WGAN-GP is usually run with 0.9)."""
+    discriminator_dropout: float = 0.0
+    """Dropout after each discriminator inception block (0 = none, the research's D)."""
+    r1_weight: float = 0.0
+    """γ of the R1 penalty γ/2·E‖∇D(x_real)‖² added to the NS-GAN discriminator loss (0 = off)."""
+    diff_augment: bool = True
+    """Differentiable augmentation of real *and* fake ECGs before every discriminator call
+    (:func:`diff_augment`); it keeps D from memorising tiny rare-class sets. Configs saved without
+    this field ran without it."""
+    augment_gain: float = 0.2
+    """DiffAugment: one amplitude factor per ECG, uniform in [1 − gain, 1 + gain], same for all leads."""
+    augment_shift_s: float = 0.3
+    """DiffAugment: circular time shift per ECG, uniform in ±shift seconds (100 Hz)."""
+    augment_noise: float = 0.01
+    """DiffAugment: std of white noise in scaled units, drawn on the 8 independent leads and mapped
+    to 12 so the limb-lead relations stay exact."""
     precision: str = "float32"
     strategy: str = "default"
     seed: int = 0
@@ -100,14 +122,57 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not (self.lr_generator > 0 and self.lr_discriminator > 0):
             raise ValueError("learning rates must be > 0")
+        if self.generator_upsample not in ("transpose", "nearest"):
+            raise ValueError(f"generator_upsample must be 'transpose' or 'nearest', got {self.generator_upsample!r}")
+        if int(self.generator_kernel_size) < 1:
+            raise ValueError(f"generator_kernel_size must be >= 1, got {self.generator_kernel_size!r}")
+        if not 0.0 <= self.discriminator_dropout < 1.0:
+            raise ValueError(f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout!r}")
+        if self.r1_weight < 0 or self.augment_gain < 0 or self.augment_shift_s < 0 or self.augment_noise < 0:
+            raise ValueError("r1_weight and the augment_* settings must be >= 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """Rebuild a config; fields a saved config lacks get the values it was trained with
+        (:data:`LEGACY_DEFAULTS`), not today's defaults."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{**LEGACY_DEFAULTS, **{k: v for k, v in d.items() if k in names}})
+
+
+LEGACY_DEFAULTS = {"generator_kernel_size": 5, "diff_augment": False}
+"""Behaviour of runs saved before these fields existed (kernel-5 generator, no DiffAugment)."""
+
+
+def diff_augment(x, seed, gain: float = 0.2, shift: int = 30, noise: float = 0.01):
+    """Differentiable, lead-consistent augmentation of an ECG batch ``(batch, T, 12)`` (DiffAugment).
+
+    Per ECG: one amplitude factor uniform in [1 − gain, 1 + gain] for all leads; a circular time
+    shift uniform in [−shift, shift] samples; white noise of std ``noise`` on the 8 independent
+    leads, mapped to 12 with :data:`rare_gan.leads.INDEPENDENT_TO_12` (so III = II − I etc. still
+    hold exactly when they held before). ``seed`` is a stateless-RNG seed (2 int64s). Gradients
+    flow to ``x``; apply it to real and fake alike before the discriminator.
+    """
+    from rare_gan.leads import INDEPENDENT_TO_12
+
+    x = tf.convert_to_tensor(x)
+    dtype = x.dtype
+    batch, length = tf.shape(x)[0], tf.shape(x)[1]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    if gain:
+        g = tf.random.stateless_uniform((batch, 1, 1), seeds[0], 1.0 - gain, 1.0 + gain)
+        x = x * tf.cast(g, dtype)
+    if shift:
+        s = tf.random.stateless_uniform((batch, 1), seeds[1], -shift, shift + 1, dtype=tf.int32)
+        idx = tf.math.floormod(tf.range(length)[None, :] - s, length)
+        x = tf.gather(x, idx, batch_dims=1)
+    if noise:
+        mixing = tf.constant(INDEPENDENT_TO_12, tf.float32)
+        n8 = tf.random.stateless_normal((batch, length, mixing.shape[0]), seeds[2], stddev=noise)
+        x = x + tf.cast(tf.matmul(n8, mixing), dtype)
+    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,12 +180,20 @@ class TrainConfig:
 # ----------------------------------------------------------------------------------------------
 def make_gan(generator, discriminator, config: TrainConfig):
     """Wrap G and D in an :class:`ECGGAN` and compile it with the config's two Adam optimisers."""
+    augment = None
+    if config.diff_augment:
+        augment = {"gain": float(config.augment_gain), "shift": int(round(config.augment_shift_s * 100)),
+                   "noise": float(config.augment_noise)}
     gan = ECGGAN(generator, discriminator, latent_dim=config.latent_dim, loss=config.loss,
-                 gp_weight=config.gp_weight, critic_steps=config.critic_steps, seed=config.seed)
+                 gp_weight=config.gp_weight, critic_steps=config.critic_steps, seed=config.seed,
+                 r1_weight=config.r1_weight, augment=augment)
     gan.compile(
-        g_optimizer=keras.optimizers.Adam(config.lr_generator, beta_1=config.beta_1, beta_2=0.999),
-        d_optimizer=keras.optimizers.Adam(config.lr_discriminator, beta_1=config.beta_1, beta_2=0.999),
+        g_optimizer=keras.optimizers.Adam(config.lr_generator, beta_1=config.beta_1, beta_2=config.beta_2),
+        d_optimizer=keras.optimizers.Adam(config.lr_discriminator, beta_1=config.beta_1, beta_2=config.beta_2),
     )
+    # create the optimiser slots now (under the caller's strategy scope), not lazily inside a replica step
+    gan.g_optimizer.build(generator.trainable_weights)
+    gan.d_optimizer.build(discriminator.trainable_weights)
     return gan
 
 
@@ -134,7 +207,7 @@ class ECGGAN(keras.Model):
     """
 
     def __init__(self, generator, discriminator, latent_dim=100, loss="nonsaturating", gp_weight=10.0,
-                 critic_steps=1, seed=0, **kwargs):
+                 critic_steps=1, seed=0, r1_weight=0.0, augment=None, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -143,6 +216,9 @@ class ECGGAN(keras.Model):
         self.gp_weight = float(gp_weight)
         self.critic_steps = int(critic_steps)
         self.seed = int(seed)
+        self.r1_weight = float(r1_weight)
+        self.augment = dict(augment) if augment else None  # kwargs of diff_augment, or None (off)
+        self.built = True  # G and D are built functional models; fit must not build from ECG batches
 
     def compile(self, g_optimizer, d_optimizer):
         super().compile()
@@ -184,6 +260,24 @@ class ECGGAN(keras.Model):
         norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2]) + 1e-12)
         return tf.reduce_mean(tf.square(norm - 1.0))
 
+    def _augment(self, x, stream):
+        """DiffAugment ``x`` (if on) with a stateless seed keyed on (seed, replica, step, stream 2..7)."""
+        if not self.augment:
+            return x
+        replica = tf.distribute.get_replica_context()
+        replica_id = tf.cast(replica.replica_id_in_sync_group if replica else 0, tf.int64)
+        step = tf.cast(self.d_optimizer.iterations, tf.int64)
+        seed = tf.stack([tf.constant(self.seed, tf.int64) * 1009 + replica_id, step * 8 + stream])
+        return diff_augment(x, seed, **self.augment)
+
+    def r1_penalty(self, real):
+        """R1: E‖∇ₓD(x)‖² on (augmented) real ECGs (Mescheder et al. 2018)."""
+        with tf.GradientTape() as tape:
+            tape.watch(real)
+            logits = tf.cast(self.discriminator(real, training=True), tf.float32)
+        grads = tape.gradient(tf.reduce_sum(logits), real)
+        return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=[1, 2]))
+
     def train_step(self, real):
         real = tf.cast(real, tf.float32)
         batch = tf.shape(real)[0]
@@ -191,20 +285,23 @@ class ECGGAN(keras.Model):
         for _ in range(self.critic_steps):
             noise = self._noise(batch, 0)
             with tf.GradientTape() as tape:
-                fake = self.generator(noise, training=True)
-                real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
+                fake = tf.cast(self._augment(self.generator(noise, training=True), 3), tf.float32)
+                real_aug = self._augment(real, 2)
+                real_logits = tf.cast(self.discriminator(real_aug, training=True), tf.float32)
                 fake_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
                 d_loss = self.discriminator_loss(real_logits, fake_logits)
                 if self.adversarial_loss == "wgan-gp":
-                    d_loss += self.gp_weight * self.gradient_penalty(real, tf.cast(fake, tf.float32))
+                    d_loss += self.gp_weight * self.gradient_penalty(real_aug, fake)
+                elif self.r1_weight:
+                    d_loss += 0.5 * self.r1_weight * self.r1_penalty(real_aug)
                 scaled = d_loss / replicas
             grads = tape.gradient(scaled, self.discriminator.trainable_weights)
             self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
 
         noise = self._noise(batch, 1)
         with tf.GradientTape() as tape:
-            fake_logits_g = tf.cast(self.discriminator(self.generator(noise, training=True), training=True),
-                                    tf.float32)
+            fake_g = self._augment(self.generator(noise, training=True), 4)
+            fake_logits_g = tf.cast(self.discriminator(fake_g, training=True), tf.float32)
             g_loss = self.generator_loss(fake_logits_g)
             scaled = g_loss / replicas
         grads = tape.gradient(scaled, self.generator.trainable_weights)
@@ -221,7 +318,8 @@ class ECGGAN(keras.Model):
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "loss": self.adversarial_loss, "gp_weight": self.gp_weight,
-                "critic_steps": self.critic_steps, "seed": self.seed,
+                "critic_steps": self.critic_steps, "seed": self.seed, "r1_weight": self.r1_weight,
+                "augment": self.augment,
                 "generator": keras.saving.serialize_keras_object(self.generator),
                 "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
 
@@ -257,8 +355,10 @@ def build_models(config: TrainConfig):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
-        generator = models.build_generator(latent_dim=config.latent_dim, lead_consistent=config.lead_consistent)
-        discriminator = models.build_discriminator()
+        generator = models.build_generator(latent_dim=config.latent_dim, lead_consistent=config.lead_consistent,
+                                           kernel_size=config.generator_kernel_size,
+                                           upsample=config.generator_upsample)
+        discriminator = models.build_discriminator(dropout=config.discriminator_dropout)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return generator, discriminator
@@ -319,8 +419,7 @@ def _optimizer_state(optimizer) -> dict[str, np.ndarray]:
     return {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
 
 
-def _restore_optimizer(optimizer, variables, state) -> None:
-    optimizer.build(variables)
+def _restore_optimizer(optimizer, state) -> None:
     values = [state[f"v{i:04d}"] for i in range(len(optimizer.variables))]
     if len(state.files) != len(values):
         raise ValueError("checkpoint optimiser state does not match this model")
@@ -358,9 +457,9 @@ def load_checkpoint(checkpoint: Path, gan) -> int:
     gan.generator.load_weights(checkpoint / "generator.weights.h5")
     gan.discriminator.load_weights(checkpoint / "discriminator.weights.h5")
     with np.load(checkpoint / "g_optimizer.npz") as state:
-        _restore_optimizer(gan.g_optimizer, gan.generator.trainable_weights, state)
+        _restore_optimizer(gan.g_optimizer, state)
     with np.load(checkpoint / "d_optimizer.npz") as state:
-        _restore_optimizer(gan.d_optimizer, gan.discriminator.trainable_weights, state)
+        _restore_optimizer(gan.d_optimizer, state)
     return int(json.loads((checkpoint / "state.json").read_text())["epoch"])
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import wfdb
 
-from rare_gan import atomic, demo
+from rare_gan import atomic, data, demo
 from rare_gan.leads import LEAD_NAMES, limb_lead_residuals
 
 N_RECORDS = 40  # 20 NORM + 10 AFIB + 10 STACH: every class in every fold
@@ -65,7 +65,7 @@ def test_layout(dataset, database):
     assert database.index.tolist() == list(range(1, N_RECORDS + 1))
     assert database.loc[7, "filename_lr"] == "records100/00000/00007_lr"
     assert database.loc[7, "filename_hr"] == "records500/00000/00007_hr"
-    assert demo.record_name(1000) == "records100/01000/01000_lr"
+    assert data.record_name(1000) == "records100/01000/01000_lr"
     for name in database["filename_lr"]:
         assert (dataset / (name + ".hea")).is_file() and (dataset / (name + ".dat")).is_file()
     assert demo.is_demo_dataset(dataset) and atomic.is_complete(dataset)

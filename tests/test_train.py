@@ -1,0 +1,179 @@
+"""The trainer: losses, resume after interrupt, NaN guard, determinism, precision, strategies, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from rare_gan import atomic, generate, train
+from tests.conftest import REPO
+
+TINY = dict(target="AFIB", data_dir="demo", epochs=4, steps_per_epoch=2, batch_size=8, checkpoint_every=2,
+            sample_every=2)
+
+
+@pytest.fixture(scope="module")
+def afib_data(demo_dir):
+    return train.prepare_training_data(train.TrainConfig(**TINY))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="loss must be one of"):
+        train.TrainConfig(target="AFIB", loss="hinge")
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        train.TrainConfig(target="AFIB", epochs=0)
+    config = train.TrainConfig(target="bigu, trigu")
+    assert config.target == ["BIGU", "TRIGU"]
+    assert train.TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_training_data_is_training_folds_only(afib_data, demo_dir):
+    db = pd.read_csv(demo_dir / "ptbxl_database.csv", index_col="ecg_id")
+    assert set(db.loc[afib_data.ecg_ids, "strat_fold"]) <= set(range(1, 9))
+    assert len(afib_data.ecg_ids) == int(((db.strat_fold <= 8) & db.scp_codes.str.contains("AFIB")).sum())
+    assert afib_data.x_scaled.min() >= -1 and afib_data.x_scaled.max() <= 1
+
+
+def test_discriminator_step_lowers_its_loss(afib_data):
+    config = train.TrainConfig(**{**TINY, "lr_discriminator": 1e-3})
+    train.seed_everything(0)
+    gan = train.make_gan(*train.build_models(config), config)
+    real = afib_data.x_scaled[:8]
+    fake = gan.generator(np.random.default_rng(0).standard_normal((8, 100)).astype("float32"), training=False)
+
+    def d_loss():
+        return float(gan.discriminator_loss(gan.discriminator(real, training=False),
+                                            gan.discriminator(fake, training=False)))
+
+    before = d_loss()
+    for _ in range(3):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = gan.discriminator_loss(gan.discriminator(real, training=True), gan.discriminator(fake, training=True))
+        grads = tape.gradient(loss, gan.discriminator.trainable_weights)
+        gan.d_optimizer.apply_gradients(zip(grads, gan.discriminator.trainable_weights))
+    assert d_loss() < before
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interrupt_equals_uninterrupted(afib_data, tmp_path):
+    config = train.TrainConfig(**TINY)
+    whole = train.train(config, tmp_path / "whole", data=afib_data)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(config, tmp_path / "cut", data=afib_data, callbacks=[_Interrupt(3)])
+    assert not atomic.is_complete(tmp_path / "cut")
+    assert train.latest_checkpoint(tmp_path / "cut").name == "epoch_0002"
+    resumed = train.train(config, tmp_path / "cut", data=afib_data)
+    assert len(whole) == 4
+    pd.testing.assert_frame_equal(whole.drop(columns=["seconds", "samples_per_s"]),
+                                  resumed.drop(columns=["seconds", "samples_per_s"]))
+    a = generate.generate(generate.load_run(tmp_path / "whole"), 16, seed=3)
+    b = generate.generate(generate.load_run(tmp_path / "cut"), 16, seed=3)
+    assert np.array_equal(a, b)
+    assert atomic.is_complete(tmp_path / "cut")
+    for name in ("config.json", "history.csv", "loss_curves.png", "generator.keras", "discriminator.keras",
+                 "samples/epoch_0004.png"):
+        assert (tmp_path / "cut" / name).is_file(), name
+    saved = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert saved["data"]["demo"] is True and saved["train"]["seed"] == 0
+
+
+def test_same_seed_same_ecgs_bit_identical(afib_data, tmp_path):
+    config = train.TrainConfig(**{**TINY, "epochs": 2})
+    runs = [generate.load_run(tmp_path / name) for name in ("a", "b")
+            if train.train(config, tmp_path / name, data=afib_data) is not None]
+    first, second = (generate.generate(r, 32, seed=11) for r in runs)
+    assert np.array_equal(first, second)
+    assert np.array_equal(generate.generate(runs[0], 300, seed=11)[:32], first)  # the i-th ECG does not depend on n
+    assert not np.array_equal(generate.generate(runs[0], 32, seed=12), first)
+
+
+class _Poison(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            weights = self.model.discriminator.trainable_weights[0]
+            weights.assign(np.full(weights.shape, np.nan, dtype="float32"))
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(afib_data, tmp_path):
+    config = train.TrainConfig(**{**TINY, "checkpoint_every": 1})
+    with pytest.raises(train.TrainingDivergedError, match="diverged at epoch 3.*d_loss=nan.*epoch_0002"):
+        train.train(config, tmp_path / "run", data=afib_data, callbacks=[_Poison()])
+    assert train.latest_checkpoint(tmp_path / "run").name == "epoch_0002"
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 2
+    assert not atomic.is_complete(tmp_path / "run")
+    assert not (tmp_path / "run" / "generator.keras").exists()
+
+
+def test_resume_refuses_a_different_config(afib_data, tmp_path):
+    config = train.TrainConfig(**{**TINY, "epochs": 2})
+    train.train(config, tmp_path / "run", data=afib_data)
+    with pytest.raises(ValueError, match="different config"):
+        train.train(train.TrainConfig(**{**TINY, "epochs": 2, "lr_generator": 1e-3}), tmp_path / "run",
+                    data=afib_data)
+
+
+@pytest.mark.parametrize("options", [{"loss": "wgan-gp", "critic_steps": 2}, {"precision": "mixed_bfloat16"},
+                                     {"lead_consistent": False}])
+def test_variants_train(afib_data, tmp_path, options):
+    history = train.train(train.TrainConfig(**{**TINY, "epochs": 1, **options}), tmp_path / "run", data=afib_data)
+    assert np.isfinite(history[["d_loss", "g_loss"]].to_numpy()).all()
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from rare_gan import train
+        assert train.get_strategy("mirrored").num_replicas_in_sync == 2
+        config = train.TrainConfig(target="AFIB", data_dir="demo", epochs=1, steps_per_epoch=2, batch_size=8,
+                                   strategy="mirrored")
+        history = train.train(config, r"{tmp_path / 'run'}")
+        assert history["d_loss"].notna().all(), history
+        print("replicas ok", history["d_loss"].iloc[0])
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "replicas ok" in out.stdout
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "rare_gan.train", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def test_cli_unknown_code_and_empty_target(tmp_path, mini_dataset):
+    out = _cli("--target", "AFIBB", "--data", "demo", "--out", str(tmp_path / "a"))
+    assert out.returncode == 2 and "did you mean AFIB" in out.stderr and "Traceback" not in out.stderr
+    db = pd.read_csv(mini_dataset / "ptbxl_database.csv")
+    db.loc[db["scp_codes"].str.contains("AFIB"), "strat_fold"] = 10  # no AFIB left in folds 1-8
+    db.to_csv(mini_dataset / "ptbxl_database.csv", index=False)
+    out = _cli("--target", "AFIB", "--data", str(mini_dataset), "--out", str(tmp_path / "b"))
+    assert out.returncode == 2 and "no training-fold records" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_trains(tmp_path):
+    out = _cli("--target", "AFIB", "--data", "demo", "--out", str(tmp_path / "run"), "--config", "modified",
+               "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8")
+    assert out.returncode == 0, out.stderr[-2000:]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (saved["lr_generator"], saved["lr_discriminator"]) == (4e-4, 1e-4)
