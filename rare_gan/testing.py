@@ -13,19 +13,29 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rare_gan.pipeline import NOTEBOOKS, REPO_ROOT, notebook_parameters, prepare_notebook
+from rare_gan.pipeline import EXPERIMENTS, NOTEBOOKS, REPO_ROOT, notebook_parameters, prepare_notebook
 
 NBVAL_DIR = REPO_ROOT / "build" / "nbval"
 
 
 def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
-    """Copies of the five notebooks with the ``test`` profile's parameters injected."""
+    """Copies of the notebooks with the ``test`` profile's parameters injected, in execution order.
+
+    03 and 04 are prepared once per experiment (``03_train.ipynb`` for Initial,
+    ``03_train_modified.ipynb`` for Modified, ...) so that 05 compares two trained runs; the
+    names sort in the order pytest runs them.
+    """
     out_dir = dest / "outputs"
     prepared = []
     for name in NOTEBOOKS:
-        params = notebook_parameters(name, profile="test", data_dir="demo", out_dir=out_dir)
-        prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{name}.ipynb", dest / f"{name}.ipynb", params))
-    return prepared
+        per_experiment = name in ("03_train", "04_generate_candidates")
+        for experiment in EXPERIMENTS if per_experiment else EXPERIMENTS[:1]:
+            suffix = f"_{experiment.name.lower()}" if per_experiment and experiment is not EXPERIMENTS[0] else ""
+            params = notebook_parameters(name, profile="test", data_dir="demo", out_dir=out_dir,
+                                         experiment=experiment)
+            prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{name}.ipynb",
+                                             dest / f"{name}{suffix}.ipynb", params))
+    return sorted(prepared)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -275,7 +275,7 @@ class ECGGAN(keras.Model):
         with tf.GradientTape() as tape:
             tape.watch(real)
             logits = tf.cast(self.discriminator(real, training=True), tf.float32)
-        grads = tape.gradient(tf.reduce_sum(logits), real)
+        grads = tape.gradient(logits, real)  # = ∇ of the sum: one gradient per ECG
         return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=[1, 2]))
 
     def train_step(self, real):

@@ -119,6 +119,74 @@ def test_generator_plain_mode_has_12_free_channels():
     assert np.abs(ecg[..., third] - (ecg[..., 1] - ecg[..., 0])).max() > 1e-4  # not tied by construction
 
 
+def test_generator_upsampling_has_no_checkerboard():
+    """Kernel divisible by the stride: a constant input gives a constant interior output (kernel 5 alternates)."""
+    g = build_generator()
+    ups = [layer for layer in g.layers if isinstance(layer, keras.layers.Conv1DTranspose)]
+    assert len(ups) == 3 and all(layer.kernel_size[0] % layer.strides[0] == 0 for layer in ups)
+
+    def ripple(kernel_size):
+        layer = keras.layers.Conv1DTranspose(1, kernel_size, strides=2, padding="same", use_bias=False,
+                                             kernel_initializer="ones")
+        y = np.asarray(layer(np.ones((1, 40, 1), "float32")))[0, 8:-8, 0]
+        return float(y.max() - y.min())
+
+    assert ripple(4) == 0.0 and ripple(5) > 0.5
+
+
+def test_generator_nearest_upsampling_option():
+    g = build_generator(upsample="nearest")
+    assert not any(isinstance(layer, keras.layers.Conv1DTranspose) for layer in g.layers)
+    assert sum(isinstance(layer, keras.layers.UpSampling1D) for layer in g.layers) == 3
+    ecg = np.asarray(g(_z(2), training=False))
+    assert ecg.shape == (2, 1000, 12)
+    assert np.abs(ecg[..., 2] - (ecg[..., 1] - ecg[..., 0])).max() < 1e-6
+    with pytest.raises(ValueError, match="upsample"):
+        build_generator(upsample="bilinear")
+
+
+def test_diff_augment_is_lead_consistent_and_differentiable():
+    import tensorflow as tf
+
+    from rare_gan.train import diff_augment
+
+    x8 = RNG.uniform(-1, 1, (4, 1000, 8)).astype("float32")
+    x = tf.constant(x8 @ INDEPENDENT_TO_12.astype("float32"))
+    seed = tf.constant([3, 4], tf.int64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = diff_augment(x, seed, gain=0.2, shift=30, noise=0.01)
+    grad = np.asarray(tape.gradient(y, x))
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+    y = np.asarray(y)
+    assert y.shape == x.shape
+    assert np.abs(y[..., 2] - (y[..., 1] - y[..., 0])).max() < 1e-5  # III = II - I survives the noise
+    np.testing.assert_array_equal(y, np.asarray(diff_augment(x, seed, gain=0.2, shift=30, noise=0.01)))
+    # without noise each ECG is one gain (same for all leads) times a circular shift within ±30 samples
+    clean = np.asarray(diff_augment(x, seed, gain=0.2, shift=30, noise=0.0))
+    xs = np.asarray(x)
+    for b in range(len(xs)):
+        fits = []
+        for s in range(-30, 31):
+            rolled = np.roll(xs[b], s, axis=0)
+            gain = float((clean[b] * rolled).sum() / (rolled * rolled).sum())
+            fits.append((np.abs(clean[b] - gain * rolled).max(), gain))
+        err, gain = min(fits)
+        assert err < 1e-5 and 0.8 <= gain <= 1.2
+    np.testing.assert_array_equal(np.asarray(diff_augment(x, seed, gain=0, shift=0, noise=0)), xs)
+
+
+def test_old_run_configs_keep_their_generator():
+    from rare_gan.train import TrainConfig
+
+    old = TrainConfig(target="PAC").to_dict()
+    for name in ("generator_kernel_size", "diff_augment"):
+        old.pop(name)
+    restored = TrainConfig.from_dict(old)
+    assert restored.generator_kernel_size == 5 and restored.diff_augment is False
+    assert TrainConfig.from_dict(TrainConfig(target="PAC").to_dict()) == TrainConfig(target="PAC")
+
+
 def test_discriminator_and_classifier_share_the_trunk():
     d, c = build_discriminator(), build_classifier()
     assert (d.name, c.name) == ("discriminator", "classifier")
@@ -138,6 +206,7 @@ def test_keras_save_load_round_trip(tmp_path):
     cases = [
         (build_generator(), _z()),
         (build_generator(lead_consistent=False), _z()),
+        (build_generator(upsample="nearest", kernel_size=5), _z()),
         (build_discriminator(norm="layer", dropout=0.2), _ecg()),
         (build_classifier(), _ecg()),
     ]

@@ -1,0 +1,138 @@
+"""Bad input and faults through the public entry points: clear messages, non-zero exits, nothing half-written."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rare_gan import atomic, pipeline
+from tests.conftest import REPO
+
+TRAIN = [sys.executable, "-m", "rare_gan.train"]
+TINY = ["--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "8"]
+
+
+def _run(args, **kwargs):
+    return subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=600, **kwargs)
+
+
+def _clean_failure(out, *needles):
+    assert out.returncode != 0, out.stdout[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    for needle in needles:
+        assert needle in out.stderr, (needle, out.stderr[-3000:])
+
+
+def test_missing_and_empty_data_dir(tmp_path):
+    _clean_failure(_run(TRAIN + ["--target", "AFIB", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]),
+                   "PTB-XL folder not found", "PTBXL_DIR")
+    (tmp_path / "empty").mkdir()
+    _clean_failure(_run([sys.executable, "-m", "rare_gan.data", "info", "--data", str(tmp_path / "empty")]),
+                   "missing ptbxl_database.csv")
+    assert not (tmp_path / "r" / atomic.COMPLETE_MARKER).exists()
+
+
+def test_malformed_scp_codes_via_cli(mini_dataset, tmp_path):
+    db = pd.read_csv(mini_dataset / "ptbxl_database.csv")
+    db.loc[2, "scp_codes"] = "{'AFIB': 100.0"
+    db.to_csv(mini_dataset / "ptbxl_database.csv", index=False)
+    _clean_failure(_run(TRAIN + ["--target", "AFIB", "--data", str(mini_dataset), "--out", str(tmp_path / "r")]),
+                   f"ecg_id {db.loc[2, 'ecg_id']}: malformed scp_codes")
+
+
+def test_unknown_target_suggests_codes(tmp_path):
+    _clean_failure(_run(TRAIN + ["--target", "AFIBB", "--data", "demo", "--out", str(tmp_path / "r")]),
+                   "unknown SCP code 'AFIBB'", "did you mean AFIB")
+
+
+def test_corrupt_records_are_skipped_and_training_goes_on(demo_dir, tmp_path):
+    from tests.conftest import copy_dataset
+
+    db = pd.read_csv(demo_dir / "ptbxl_database.csv")
+    afib = db[db["scp_codes"].str.contains("AFIB") & (db["strat_fold"] <= 8)]["ecg_id"].tolist()
+    folder = copy_dataset(demo_dir, tmp_path / "data", afib + db["ecg_id"].head(5).tolist())
+    truncated = folder / (db.set_index("ecg_id").at[afib[0], "filename_lr"] + ".dat")
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    hea = folder / (db.set_index("ecg_id").at[afib[1], "filename_lr"] + ".hea")
+    hea.write_text(hea.read_text().replace(" 12 100 1000", " 12 500 1000", 1))
+    out = _run(TRAIN + ["--target", "AFIB", "--data", str(folder), "--out", str(tmp_path / "r")] + TINY)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"skipped ecg_id {afib[1]}" in out.stderr and "sampling rate 500 Hz" in out.stderr
+    assert f"skipped ecg_id {afib[0]}" in out.stderr
+    assert atomic.is_complete(tmp_path / "r")
+
+
+def test_interrupt_then_resume_from_the_command_line(tmp_path):
+    out_dir = tmp_path / "run"
+    args = TRAIN + ["--target", "AFIB", "--data", "demo", "--out", str(out_dir), "--epochs", "8",
+                    "--steps-per-epoch", "2", "--batch-size", "8", "--checkpoint-every", "2", "--sample-every", "8"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out_dir / "checkpoints" / "epoch_0002" / "state.json").exists():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not atomic.is_complete(out_dir)
+    resumed = _run(args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stderr
+    history = pd.read_csv(out_dir / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 9)) and atomic.is_complete(out_dir)
+
+
+def test_disk_full_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "history.csv"
+    atomic.write_text(target, "old\n")
+    real_replace = os.replace
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space left"):
+        atomic.write_text(target, "new\n")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]  # no temporary file left behind
+
+
+def test_run_all_resume_skips_finished_steps(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(name, dest, parameters):
+        calls.append(name)
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_text("{}")
+        return 0.0
+
+    monkeypatch.setattr(pipeline, "run_notebook", fake_run)
+    first = pipeline.Pipeline(tmp_path, resume=False)
+    first.step("01", "01_explore_ptbxl", tmp_path / "01.ipynb", {"a": 1})
+    again = pipeline.Pipeline(tmp_path, resume=True)
+    again.step("01", "01_explore_ptbxl", tmp_path / "01.ipynb", {"a": 1})
+    again.step("01", "01_explore_ptbxl", tmp_path / "01.ipynb", {"a": 2})  # parameters changed: runs again
+    assert calls == ["01_explore_ptbxl", "01_explore_ptbxl"]
+    fresh = pipeline.Pipeline(tmp_path, resume=False)
+    fresh.step("01", "01_explore_ptbxl", tmp_path / "01.ipynb", {"a": 2})  # without --resume: always runs
+    assert len(calls) == 3
+
+
+def test_nan_in_generator_output_is_never_a_candidate(tmp_path):
+    from rare_gan import physiology
+
+    ecgs = np.zeros((2, 1000, 12), np.float32)
+    ecgs[0, 100:200] = np.nan
+    features = physiology.ecg_features(ecgs, delineate=False)
+    assert not features["plausible"].any()
