@@ -254,7 +254,7 @@ class PTBXL:
         table = pd.DataFrame(
             [(code, split, n) for (code, split), n in rows.items()], columns=["code", "split", "n"]
         ).pivot_table(index="code", columns="split", values="n", fill_value=0, aggfunc="sum")
-        table = table.reindex(columns=list(SPLIT_FOLDS), fill_value=0).astype(int)
+        table = table.reindex(columns=list(SPLIT_FOLDS), fill_value=0).astype(int).rename_axis(columns=None)
         table["total"] = table.sum(axis=1)
         table["percent"] = 100.0 * table["total"] / max(len(db), 1)
         st = self.statements.reindex(table.index)

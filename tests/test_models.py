@@ -180,10 +180,10 @@ def test_old_run_configs_keep_their_generator():
     from rare_gan.train import TrainConfig
 
     old = TrainConfig(target="PAC").to_dict()
-    for name in ("generator_kernel_size", "diff_augment"):
+    for name in ("generator_kernel_size", "diff_augment", "r1_weight"):
         old.pop(name)
     restored = TrainConfig.from_dict(old)
-    assert restored.generator_kernel_size == 5 and restored.diff_augment is False
+    assert restored.generator_kernel_size == 5 and restored.diff_augment is False and restored.r1_weight == 0.0
     assert TrainConfig.from_dict(TrainConfig(target="PAC").to_dict()) == TrainConfig(target="PAC")
 
 
