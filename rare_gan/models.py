@@ -21,6 +21,7 @@ from rare_gan.leads import INDEPENDENT_LEADS, INDEPENDENT_TO_12, N_LEADS, N_SAMP
 
 _PACKAGE = "rare_gan"
 UPSAMPLE_MODES = ("transpose", "nearest")
+POOLINGS = ("average", "flatten")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,15 +193,20 @@ def _conv_trunk(
     block_filters: Sequence[int],
     norm: str | None,
     dropout: float,
+    pooling: str = "average",
 ):
-    """Shared 1D CNN trunk ``(batch, T, C) -> (batch, block_filters[-1])`` (pooled features).
+    """Shared 1D CNN trunk ``(batch, T, C) -> (batch, features)``.
 
     Stem: stride-2 convs (kernel 7 then 5) → [norm] → LeakyReLU, one per ``stem_filters`` (T/4 for
     two). Then per ``block_filters``: 2× average-pool (except first) → ResidualInception1D →
-    [norm] → [dropout]. Finally global average pooling. ``norm`` is None, ``"layer"`` or ``"batch"``.
+    [norm] → [dropout]. Finally ``pooling``: ``"average"`` (global average, position-free) or
+    ``"flatten"`` (keeps where each feature occurs, so the head can judge the rhythm over all
+    10 s). ``norm`` is None, ``"layer"`` or ``"batch"``.
     """
     if norm not in (None, "layer", "batch"):
         raise ValueError(f"norm must be None, 'layer' or 'batch', got {norm!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
 
     def normalize(x, name):
         if norm == "layer":
@@ -222,12 +228,16 @@ def _conv_trunk(
         x = normalize(x, name)
         if dropout:
             x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    if pooling == "flatten":
+        return layers.Flatten(name="flatten")(x)
     return layers.GlobalAveragePooling1D(name="gap")(x)
 
 
-def _build_cnn(name, input_length, n_leads, stem_filters, block_filters, norm, dropout) -> keras.Model:
+def _build_cnn(name, input_length, n_leads, stem_filters, block_filters, norm, dropout,
+               pooling="average") -> keras.Model:
     ecg = keras.Input(shape=(input_length, n_leads), name="ecg")
-    h = _conv_trunk(ecg, stem_filters=stem_filters, block_filters=block_filters, norm=norm, dropout=dropout)
+    h = _conv_trunk(ecg, stem_filters=stem_filters, block_filters=block_filters, norm=norm, dropout=dropout,
+                    pooling=pooling)
     logit = layers.Dense(1, dtype="float32", name="logit")(h)
     return keras.Model(ecg, logit, name=name)
 
@@ -239,6 +249,7 @@ def build_discriminator(
     block_filters: Sequence[int] = (64, 128, 256),
     norm: str | None = None,
     dropout: float = 0.0,
+    pooling: str = "average",
 ) -> keras.Model:
     """Critic ``ECG (batch, input_length, n_leads) -> real/fake logit (batch, 1)`` (no sigmoid).
 
@@ -247,7 +258,7 @@ def build_discriminator(
     """
     if norm == "batch":
         raise ValueError("BatchNorm in the discriminator breaks WGAN-GP; use norm=None or 'layer'")
-    return _build_cnn("discriminator", input_length, n_leads, stem_filters, block_filters, norm, dropout)
+    return _build_cnn("discriminator", input_length, n_leads, stem_filters, block_filters, norm, dropout, pooling)
 
 
 def build_classifier(

@@ -176,17 +176,6 @@ def test_diff_augment_is_lead_consistent_and_differentiable():
     np.testing.assert_array_equal(np.asarray(diff_augment(x, seed, gain=0, shift=0, noise=0)), xs)
 
 
-def test_old_run_configs_keep_their_generator():
-    from rare_gan.train import TrainConfig
-
-    old = TrainConfig(target="PAC").to_dict()
-    for name in ("generator_kernel_size", "diff_augment", "r1_weight"):
-        old.pop(name)
-    restored = TrainConfig.from_dict(old)
-    assert restored.generator_kernel_size == 5 and restored.diff_augment is False and restored.r1_weight == 0.0
-    assert TrainConfig.from_dict(TrainConfig(target="PAC").to_dict()) == TrainConfig(target="PAC")
-
-
 def test_discriminator_and_classifier_share_the_trunk():
     d, c = build_discriminator(), build_classifier()
     assert (d.name, c.name) == ("discriminator", "classifier")

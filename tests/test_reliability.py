@@ -136,3 +136,28 @@ def test_nan_in_generator_output_is_never_a_candidate(tmp_path):
     ecgs[0, 100:200] = np.nan
     features = physiology.ecg_features(ecgs, delineate=False)
     assert not features["plausible"].any()
+
+
+def test_disk_full_during_checkpoint_keeps_the_last_good_one(tmp_path, monkeypatch, demo_dir):
+    from rare_gan import train
+
+    config = train.TrainConfig(target="AFIB", data_dir="demo", epochs=3, steps_per_epoch=1, batch_size=8,
+                               checkpoint_every=1, sample_every=3)
+    real_savez = np.savez
+    calls = {"n": 0}
+
+    def savez(path, **arrays):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the third checkpoint's first optimiser file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(path, **arrays)
+
+    monkeypatch.setattr(np, "savez", savez)
+    with pytest.raises(OSError, match="No space left"):
+        train.train(config, tmp_path / "run")
+    assert train.latest_checkpoint(tmp_path / "run").name == "epoch_0002"
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp*"))
+    assert not atomic.is_complete(tmp_path / "run")
+    monkeypatch.setattr(np, "savez", real_savez)
+    history = train.train(config, tmp_path / "run")  # space is back: resumes from epoch 2
+    assert history["epoch"].tolist() == [1, 2, 3] and atomic.is_complete(tmp_path / "run")
