@@ -39,7 +39,7 @@ PROFILES: dict[str, dict] = {
              "eval_seeds": [0], "n_bootstrap": 100, "ratios": [0.25], "n_examples": 1, "sample_every": 1,
              "checkpoint_every": 1},
     # a few minutes on 2 CPU cores: every output exists, numbers are not yet meaningful
-    "quick": {"epochs": 15, "steps_per_epoch": 10, "batch_size": 64, "n_generate": 256, "classifier_epochs": 6,
+    "quick": {"epochs": 20, "steps_per_epoch": 25, "batch_size": 32, "n_generate": 256, "classifier_epochs": 6,
               "eval_seeds": [0], "n_bootstrap": 500, "ratios": [0.1, 0.25, 0.5], "n_examples": 2,
               "sample_every": 5, "checkpoint_every": 5},
     # the real experiment

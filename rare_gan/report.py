@@ -263,10 +263,13 @@ def verdicts(utility_result: Utility, realism_table: pd.DataFrame, physiology_re
     runs = [n for n in realism_table.index if not n.startswith("real")]
     if len(runs) == 2:
         a, b = runs
-        closer = min(runs, key=lambda n: abs(realism_table.loc[n, "c2st_auroc"] - 0.5))
+        gap = {n: abs(realism_table.loc[n, "c2st_auroc"] - 0.5) for n in runs}
+        sd = max(realism_table.loc[n, "c2st_sd"] for n in runs)
+        closer = (f"{min(gap, key=gap.get)} is closer to real" if abs(gap[a] - gap[b]) > sd else
+                  "the difference is within the folds' spread, so neither is more realistic by this test")
         lines.append(f"Realism (C2ST AUROC, 0.5 = indistinguishable): {a} {realism_table.loc[a, 'c2st_auroc']:.3f}, "
                      f"{b} {realism_table.loc[b, 'c2st_auroc']:.3f} (real unseen: "
-                     f"{realism_table.iloc[0]['c2st_auroc']:.3f}); {closer} is closer to real.")
+                     f"{realism_table.iloc[0]['c2st_auroc']:.3f}); {closer}.")
         hf_real = realism_table.attrs.get("real_train_hf_ratio_median", float("nan"))
         smooth = {n: realism_table.loc[n, "hf_ratio_median"] for n in runs}
         lines.append("Smoothness (median power above 15 Hz / total; real training ECGs "
