@@ -7,7 +7,7 @@ Classification (target vs rest, few positives):
   * :func:`binary_metrics` — point estimates; :func:`choose_threshold` — operating point from
     *validation* scores; :func:`bootstrap_metrics` — seed-averaged estimates with stratified
     percentile-bootstrap CIs over test records; :func:`paired_bootstrap_difference` — model A vs B
-    on the same resamples.
+    on the same resamples; :func:`holm_adjust` — family-wise correction of several comparisons.
 Realism (real vs synthetic):
   * :func:`amplitude_stats` / :func:`amplitude_table`, :func:`welch_psd` / :func:`psd_distance`,
     :func:`mmd_rbf`, :func:`c2st_auroc`, :func:`wasserstein`; smoothness:
@@ -223,6 +223,22 @@ def paired_bootstrap_difference(y_true, scores_a, scores_b, thresholds_a, thresh
         "significant": bool(low > 0 or high < 0),
         "n_boot": int(delta.size),
     }
+
+
+def holm_adjust(p_values) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values for a family of tests (same order as given).
+
+    Use it whenever several comparisons are read together (ratios × runs × baselines), so that
+    "significant" keeps its 5 % meaning for the whole family.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (len(p) - rank) * p[i])
+        adjusted[i] = min(1.0, running)
+    return adjusted
 
 
 # ---------------------------------------------------------------------------------------------

@@ -340,3 +340,11 @@ def test_speed_of_nn_and_bootstrap():
     M.bootstrap_metrics(y, rng.random((3, 255)) + y, [0.5] * 3, n_boot=1000)
     boot_seconds = time.perf_counter() - start
     assert nn_seconds < 15 and boot_seconds < 3  # typically ~1 s and ~0.1 s; generous for loaded CI machines
+
+
+def test_holm_adjust_matches_hand_computation():
+    from rare_gan.metrics import holm_adjust
+
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.2])
+    np.testing.assert_allclose(adjusted, [0.04, 0.09, 0.09, 0.2])
+    assert holm_adjust([0.5, 0.9]).max() <= 1.0
