@@ -66,35 +66,55 @@ def _inference_fn(generator):
     import tensorflow as tf
 
     if getattr(generator, "_rare_gan_infer", None) is None:
-        generator._rare_gan_infer = tf.function(lambda z: tf.cast(generator(z, training=False), tf.float32),
+        generator._rare_gan_infer = tf.function(lambda inputs: tf.cast(generator(inputs, training=False), tf.float32),
                                                 reduce_retracing=True)
     return generator._rare_gan_infer
 
 
-def generate_scaled(generator, latent: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Generator output in the scaled space (n, 1000, 12), inference mode, in batches of exactly ``batch_size``."""
-    import tensorflow as tf
+def generate_scaled(generator, latent: np.ndarray, batch_size: int = 256, labels: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """Generator output in the scaled space (n, 1000, 12), inference mode, in batches of exactly ``batch_size``.
 
+    ``labels`` (int class indices, one per latent vector) are required by a conditional generator.
+    """
     step = _inference_fn(generator)
     parts = []
     for start in range(0, len(latent), batch_size):
-        chunk = latent[start:start + batch_size]
-        padded = np.zeros((batch_size, latent.shape[1]), np.float32)
-        padded[:len(chunk)] = chunk
-        parts.append(step(tf.constant(padded)).numpy()[:len(chunk)])
+        chunk = slice(start, min(start + batch_size, len(latent)))
+        z = np.zeros((batch_size, latent.shape[1]), np.float32)
+        z[:chunk.stop - start] = latent[chunk]
+        inputs = z
+        if labels is not None:
+            y = np.zeros(batch_size, np.int32)
+            y[:chunk.stop - start] = labels[chunk]
+            inputs = [z, y]
+        parts.append(step(inputs).numpy()[:chunk.stop - start])
     return np.concatenate(parts) if parts else np.zeros((0, 1000, 12), np.float32)
 
 
-def generate(run: GeneratorRun, n: int, seed: int = 0, batch_size: int = 256) -> np.ndarray:
-    """``n`` synthetic ECGs (n, 1000, 12) in mV from ``run``; reproducible for a given ``seed``."""
+def generate(run: GeneratorRun, n: int, seed: int = 0, batch_size: int = 256, code: str | None = None) -> np.ndarray:
+    """``n`` synthetic ECGs (n, 1000, 12) in mV from ``run``; reproducible for a given ``seed``.
+
+    A conditional run needs ``code``, one of its ``config.class_names``; the same seed then gives
+    the same latent vectors for every code.
+    """
     latent = latent_vectors(n, run.config.latent_dim, seed)
-    return run.scaler.inverse(generate_scaled(run.generator, latent, batch_size))
+    labels = None
+    if run.config.conditional:
+        names = run.config.class_names
+        if code is None or code.upper() not in names:
+            raise ValueError(f"this conditional run generates {names}; pass code= one of them (got {code!r})")
+        labels = np.full(n, names.index(code.upper()), np.int32)
+    elif code is not None and code.upper() not in run.config.target:
+        raise ValueError(f"this run generates {run.config.target} only (got code={code!r})")
+    return run.scaler.inverse(generate_scaled(run.generator, latent, batch_size, labels))
 
 
 def generation_rate(generator, latent_dim: int, n: int = 4096, batch_size: int = 256) -> float:
     """Measured generation throughput in ECGs/s (after one warm-up batch)."""
     latent = latent_vectors(n, latent_dim, 0)
-    generate_scaled(generator, latent[:batch_size], batch_size)
+    labels = np.zeros(n, np.int32) if len(generator.inputs) > 1 else None
+    generate_scaled(generator, latent[:batch_size], batch_size, None if labels is None else labels[:batch_size])
     start = time.perf_counter()
-    generate_scaled(generator, latent, batch_size)
+    generate_scaled(generator, latent, batch_size, labels)
     return n / (time.perf_counter() - start)

@@ -135,8 +135,13 @@ def build_generator(
     kernel_size: int = 4,
     n_refine: int = 1,
     upsample: str = "transpose",
+    n_classes: int = 0,
+    label_dim: int = 32,
 ) -> keras.Model:
     """Generator ``z (batch, latent_dim) -> ECG (batch, base_length * 2**(len(filters)+1), 12)``.
+
+    ``n_classes > 0`` makes it conditional: inputs ``[z, label]`` (label an int class index), the
+    label's learnt ``label_dim`` embedding concatenated to ``z`` before the projection.
 
     Dense(base_length·filters[0]) → BN → LeakyReLU → Reshape, then one stride-2 ``Conv1DTranspose``
     stage per entry of ``filters`` (each → BN → LeakyReLU), with ``n_refine``
@@ -167,7 +172,12 @@ def build_generator(
         return layers.Conv1D(channels, kernel_size, padding="same", name=name, **kw)(x)
 
     z = keras.Input(shape=(latent_dim,), name="z")
-    x = layers.Dense(base_length * filters[0], use_bias=False, name="project")(z)
+    inputs, x = z, z
+    if n_classes:
+        label = keras.Input(shape=(), dtype="int32", name="label")
+        embedded = layers.Embedding(n_classes, label_dim, name="label_embedding")(label)
+        inputs, x = [z, label], layers.Concatenate(name="condition")([z, embedded])
+    x = layers.Dense(base_length * filters[0], use_bias=False, name="project")(x)
     x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(0.2, name="project_act")(x)
     x = layers.Reshape((base_length, filters[0]), name="reshape")(x)
@@ -183,7 +193,7 @@ def build_generator(
     x = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     if lead_consistent:
         x = LeadConsistent12(dtype="float32", name="leads12")(x)
-    return keras.Model(z, x, name="generator")
+    return keras.Model(inputs, x, name="generator")
 
 
 def _conv_trunk(
@@ -234,12 +244,19 @@ def _conv_trunk(
 
 
 def _build_cnn(name, input_length, n_leads, stem_filters, block_filters, norm, dropout,
-               pooling="average") -> keras.Model:
+               pooling="average", n_classes=0) -> keras.Model:
     ecg = keras.Input(shape=(input_length, n_leads), name="ecg")
     h = _conv_trunk(ecg, stem_filters=stem_filters, block_filters=block_filters, norm=norm, dropout=dropout,
                     pooling=pooling)
     logit = layers.Dense(1, dtype="float32", name="logit")(h)
-    return keras.Model(ecg, logit, name=name)
+    if not n_classes:
+        return keras.Model(ecg, logit, name=name)
+    # projection discriminator (Miyato & Koyama 2018): logit + <embed(label), features>
+    label = keras.Input(shape=(), dtype="int32", name="label")
+    embedded = layers.Embedding(n_classes, h.shape[-1], name="label_projection")(label)
+    projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, h])
+    return keras.Model([ecg, label], layers.Add(dtype="float32", name="logit_conditional")([logit, projection]),
+                       name=name)
 
 
 def build_discriminator(
@@ -250,15 +267,19 @@ def build_discriminator(
     norm: str | None = None,
     dropout: float = 0.0,
     pooling: str = "average",
+    n_classes: int = 0,
 ) -> keras.Model:
     """Critic ``ECG (batch, input_length, n_leads) -> real/fake logit (batch, 1)`` (no sigmoid).
 
     Shared inception/residual trunk (see :func:`_conv_trunk`) without BatchNorm, so per-sample
     gradient penalties (WGAN-GP) stay valid; ``norm="layer"`` adds LayerNormalization.
+    ``n_classes > 0``: inputs ``[ecg, label]`` and a projection head (the class embedding's dot
+    product with the pooled features is added to the logit).
     """
     if norm == "batch":
         raise ValueError("BatchNorm in the discriminator breaks WGAN-GP; use norm=None or 'layer'")
-    return _build_cnn("discriminator", input_length, n_leads, stem_filters, block_filters, norm, dropout, pooling)
+    return _build_cnn("discriminator", input_length, n_leads, stem_filters, block_filters, norm, dropout, pooling,
+                      n_classes)
 
 
 def build_classifier(

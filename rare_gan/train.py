@@ -46,6 +46,8 @@ LOSSES = ("nonsaturating", "wgan-gp")
 PRECISIONS = ("float32", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 FIXED_NOISE_SIZE = 64
+ALL_RECORDS = "ALL"
+"""``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -116,6 +118,16 @@ class TrainConfig:
     keep_checkpoints: int = 2
     max_abs_loss: float = 1e6
     min_likelihood: float = 0.0
+    conditional: bool = False
+    """One model for several codes: G gets a label embedding, D a projection head; ``target`` lists
+    the codes (each a class) and ``common_class`` may add a common one."""
+    common_class: str | None = None
+    """Conditional only: an extra, common class (e.g. "NORM") trained alongside the rare codes;
+    its records are subsampled to at most ``common_per_rare`` × the largest rare class."""
+    common_per_rare: int = 4
+    init_from: str | None = None
+    """Fine-tuning: a finished run folder whose generator/discriminator weights (and scaler) start
+    this run, e.g. one pretrained with ``target="ALL"`` on every training-fold record."""
     data_dir: str | None = None
     name: str = "run"
 
@@ -136,6 +148,17 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not (self.lr_generator > 0 and self.lr_discriminator > 0):
             raise ValueError("learning rates must be > 0")
+        if self.common_class:
+            self.common_class = self.common_class.upper()
+        if self.conditional and len(self.class_names) < 2:
+            raise ValueError("a conditional model needs at least two classes: several target codes or common_class")
+        if self.target == [ALL_RECORDS] and self.conditional:
+            raise ValueError(f"target {ALL_RECORDS!r} (pretraining on every record) is unconditional")
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes of a conditional model: each target code, then ``common_class`` if set."""
+        return self.target + ([self.common_class] if self.common_class else [])
         if self.generator_upsample not in ("transpose", "nearest"):
             raise ValueError(f"generator_upsample must be 'transpose' or 'nearest', got {self.generator_upsample!r}")
         if int(self.generator_kernel_size) < 1:
@@ -194,7 +217,8 @@ def make_gan(generator, discriminator, config: TrainConfig):
                    "noise": float(config.augment_noise)}
     gan = ECGGAN(generator, discriminator, latent_dim=config.latent_dim, loss=config.loss,
                  gp_weight=config.gp_weight, critic_steps=config.critic_steps, seed=config.seed,
-                 r1_weight=config.r1_weight, augment=augment)
+                 r1_weight=config.r1_weight, augment=augment,
+                 n_classes=len(config.class_names) if config.conditional else 0)
     gan.compile(
         g_optimizer=keras.optimizers.Adam(config.lr_generator, beta_1=config.beta_1, beta_2=config.beta_2),
         d_optimizer=keras.optimizers.Adam(config.lr_discriminator, beta_1=config.beta_1, beta_2=config.beta_2),
@@ -211,11 +235,12 @@ class ECGGAN(keras.Model):
 
     Noise is drawn with a *stateless* RNG keyed on (seed, replica, optimiser step), so it is a
     pure function of the checkpointed state: a resumed run draws exactly the noise the
-    uninterrupted run would have drawn.
+    uninterrupted run would have drawn. With ``n_classes > 0`` the batches are ``(ecgs, labels)``
+    and fakes are generated for the batch's own labels (so classes keep their training frequency).
     """
 
     def __init__(self, generator, discriminator, latent_dim=100, loss="nonsaturating", gp_weight=10.0,
-                 critic_steps=1, seed=0, r1_weight=0.0, augment=None, **kwargs):
+                 critic_steps=1, seed=0, r1_weight=0.0, augment=None, n_classes=0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -226,6 +251,7 @@ class ECGGAN(keras.Model):
         self.seed = int(seed)
         self.r1_weight = float(r1_weight)
         self.augment = dict(augment) if augment else None  # kwargs of diff_augment, or None (off)
+        self.n_classes = int(n_classes)
         self.built = True  # G and D are built functional models; fit must not build from ECG batches
 
     def compile(self, g_optimizer, d_optimizer):
@@ -249,6 +275,12 @@ class ECGGAN(keras.Model):
     def _noise(self, batch, stream):
         return tf.random.stateless_normal((batch, self.latent_dim), seed=self._step_seed(stream))
 
+    def _generate(self, noise, labels, training=True):
+        return self.generator([noise, labels] if self.n_classes else noise, training=training)
+
+    def _critic(self, ecgs, labels):
+        return tf.cast(self.discriminator([ecgs, labels] if self.n_classes else ecgs, training=True), tf.float32)
+
     def discriminator_loss(self, real_logits, fake_logits):
         """NS-GAN: −log D(x) − log(1 − D(G(z))); WGAN: E[D(G(z))] − E[D(x)] (penalty added separately)."""
         if self.adversarial_loss == "wgan-gp":
@@ -261,13 +293,13 @@ class ECGGAN(keras.Model):
             return -tf.reduce_mean(fake_logits)
         return tf.reduce_mean(tf.nn.softplus(-fake_logits))
 
-    def gradient_penalty(self, real, fake):
+    def gradient_penalty(self, real, fake, labels=None):
         """WGAN-GP: (‖∇D(x̂)‖₂ − 1)² on random interpolates x̂ between real and fake."""
         alpha = tf.random.stateless_uniform((tf.shape(real)[0], 1, 1), seed=self._step_seed(5))
         mixed = real + alpha * (fake - real)
         with tf.GradientTape() as tape:
             tape.watch(mixed)
-            logits = tf.cast(self.discriminator(mixed, training=True), tf.float32)
+            logits = self._critic(mixed, labels)
         grads = tape.gradient(logits, mixed)
         norm = tf.sqrt(tf.reduce_sum(tf.square(grads), axis=[1, 2]) + 1e-12)
         return tf.reduce_mean(tf.square(norm - 1.0))
@@ -276,38 +308,39 @@ class ECGGAN(keras.Model):
         """DiffAugment ``x`` if augmentation is on."""
         return diff_augment(x, self._step_seed(stream), **self.augment) if self.augment else x
 
-    def r1_penalty(self, real):
+    def r1_penalty(self, real, labels=None):
         """R1: E‖∇ₓD(x)‖² on (augmented) real ECGs (Mescheder et al. 2018)."""
         with tf.GradientTape() as tape:
             tape.watch(real)
-            logits = tf.cast(self.discriminator(real, training=True), tf.float32)
+            logits = self._critic(real, labels)
         grads = tape.gradient(logits, real)  # = ∇ of the sum: one gradient per ECG
         return tf.reduce_mean(tf.reduce_sum(tf.square(grads), axis=[1, 2]))
 
-    def train_step(self, real):
+    def train_step(self, data):
+        real, labels = data if self.n_classes else (data, None)
         real = tf.cast(real, tf.float32)
         batch = tf.shape(real)[0]
         replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
         for _ in range(self.critic_steps):
             noise = self._noise(batch, 0)
             with tf.GradientTape() as tape:
-                fake = tf.cast(self._augment(self.generator(noise, training=True), 3), tf.float32)
+                fake = tf.cast(self._augment(self._generate(noise, labels), 3), tf.float32)
                 real_aug = self._augment(real, 2)
-                real_logits = tf.cast(self.discriminator(real_aug, training=True), tf.float32)
-                fake_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
+                real_logits = self._critic(real_aug, labels)
+                fake_logits = self._critic(fake, labels)
                 d_loss = self.discriminator_loss(real_logits, fake_logits)
                 if self.adversarial_loss == "wgan-gp":
-                    d_loss += self.gp_weight * self.gradient_penalty(real_aug, fake)
+                    d_loss += self.gp_weight * self.gradient_penalty(real_aug, fake, labels)
                 elif self.r1_weight:
-                    d_loss += 0.5 * self.r1_weight * self.r1_penalty(real_aug)
+                    d_loss += 0.5 * self.r1_weight * self.r1_penalty(real_aug, labels)
                 scaled = d_loss / replicas
             grads = tape.gradient(scaled, self.discriminator.trainable_weights)
             self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
 
         noise = self._noise(batch, 1)
         with tf.GradientTape() as tape:
-            fake_g = self._augment(self.generator(noise, training=True), 4)
-            fake_logits_g = tf.cast(self.discriminator(fake_g, training=True), tf.float32)
+            fake_g = self._augment(self._generate(noise, labels), 4)
+            fake_logits_g = self._critic(fake_g, labels)
             g_loss = self.generator_loss(fake_logits_g)
             scaled = g_loss / replicas
         grads = tape.gradient(scaled, self.generator.trainable_weights)
@@ -319,13 +352,13 @@ class ECGGAN(keras.Model):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    def call(self, noise, training=False):
-        return self.generator(noise, training=training)
+    def call(self, inputs, training=False):
+        return self.generator(inputs, training=training)
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "loss": self.adversarial_loss, "gp_weight": self.gp_weight,
                 "critic_steps": self.critic_steps, "seed": self.seed, "r1_weight": self.r1_weight,
-                "augment": self.augment,
+                "augment": self.augment, "n_classes": self.n_classes,
                 "generator": keras.saving.serialize_keras_object(self.generator),
                 "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
 
@@ -361,11 +394,12 @@ def build_models(config: TrainConfig):
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.precision)
     try:
+        n_classes = len(config.class_names) if config.conditional else 0
         generator = models.build_generator(latent_dim=config.latent_dim, lead_consistent=config.lead_consistent,
                                            kernel_size=config.generator_kernel_size,
-                                           upsample=config.generator_upsample)
+                                           upsample=config.generator_upsample, n_classes=n_classes)
         discriminator = models.build_discriminator(dropout=config.discriminator_dropout,
-                                                   pooling=config.discriminator_pooling)
+                                                   pooling=config.discriminator_pooling, n_classes=n_classes)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return generator, discriminator
@@ -386,11 +420,12 @@ def steps_per_epoch(config: TrainConfig, n_records: int) -> int:
     return int(config.steps_per_epoch or max(1, n_records // config.batch_size))
 
 
-def make_dataset(x_scaled: np.ndarray, config: TrainConfig, start_epoch: int = 0):
+def make_dataset(x_scaled: np.ndarray, config: TrainConfig, start_epoch: int = 0, labels: np.ndarray | None = None):
     """``tf.data`` stream of batches (batch, 1000, 12) from epoch ``start_epoch`` to ``config.epochs``.
 
     Each epoch takes its batches from reshuffled passes over the records, with a stateless shuffle
     keyed on (seed, epoch): the order of epoch *e* is the same whether or not the run was resumed.
+    With ``labels`` (conditional models) the batches are ``(ecgs, labels)``.
     """
     n = len(x_scaled)
     if n == 0:
@@ -410,13 +445,24 @@ def make_dataset(x_scaled: np.ndarray, config: TrainConfig, start_epoch: int = 0
     return (tf.data.Dataset.range(start_epoch, config.epochs)
             .flat_map(epoch_indices)
             .batch(config.batch_size, drop_remainder=True)
-            .map(lambda idx: tf.gather(signals, idx), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(_gatherer(signals, labels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def fixed_noise(config: TrainConfig, n: int = FIXED_NOISE_SIZE) -> np.ndarray:
-    """The fixed latent batch (float32, (n, latent_dim)) used for per-epoch samples and RR-SD."""
-    return np.random.default_rng([config.seed, 2**31 - 1]).standard_normal((n, config.latent_dim)).astype(np.float32)
+def _gatherer(signals, labels):
+    if labels is None:
+        return lambda idx: tf.gather(signals, idx)
+    classes = tf.constant(np.asarray(labels, dtype=np.int32))
+    return lambda idx: (tf.gather(signals, idx), tf.gather(classes, idx))
+
+
+def fixed_noise(config: TrainConfig, n: int = FIXED_NOISE_SIZE):
+    """The fixed generator input used for per-epoch samples and RR-SD: latent batch (float32,
+    (n, latent_dim)), plus labels cycling over the classes for a conditional model."""
+    noise = np.random.default_rng([config.seed, 2**31 - 1]).standard_normal((n, config.latent_dim)).astype(np.float32)
+    if not config.conditional:
+        return noise
+    return [noise, np.arange(n, dtype=np.int32) % len(config.class_names)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -522,8 +568,9 @@ def _make_epoch_callback(run_dir: Path, config: TrainConfig, scaler: SignalScale
             last = epoch + 1 == config.epochs
             if (epoch + 1) % config.sample_every == 0 or last:
                 plots.plot_loss_curves(pd.DataFrame(history), path=run_dir / "loss_curves.png")
-                plots.plot_12lead_grid(samples_mv[:16], path=run_dir / "samples" / f"epoch_{epoch + 1:04d}.png",
-                                       title=f"SYNTHETIC — {config.name}, epoch {epoch + 1} (fixed noise)")
+                titles = [config.class_names[i] for i in noise[1][:16]] if config.conditional else None
+                plots.plot_12lead_grid(samples_mv[:16], titles=titles, title=f"SYNTHETIC — {config.name}, epoch "
+                                       f"{epoch + 1} (fixed noise)", path=run_dir / "samples" / f"epoch_{epoch + 1:04d}.png")
                 _close_figures()
             if (epoch + 1) % config.checkpoint_every == 0 or last:
                 save_checkpoint(run_dir, self.model, epoch + 1, config.keep_checkpoints)
@@ -565,22 +612,66 @@ class TrainingData:
     data_root: str
     demo: bool
     codes: list[str] = field(default_factory=list)
+    labels: np.ndarray | None = None
+    """Class index per record (conditional models), into ``TrainConfig.class_names``."""
+
+
+def _class_labels(meta: PTBXL, ids: pd.Index, config: TrainConfig) -> tuple[pd.Index, np.ndarray]:
+    """Records and class index for a conditional model, rarest class first when a record has several.
+
+    Records of ``common_class`` that carry no target code are subsampled (seeded) to at most
+    ``common_per_rare`` × the largest rare class.
+    """
+    names = config.class_names
+    carries = {c: meta.has_codes(c, config.min_likelihood).loc[ids] for c in names}
+    rarest_first = sorted(config.target, key=lambda c: int(carries[c].sum()))
+    label = pd.Series(-1, index=ids)
+    for code in reversed(rarest_first):
+        label[carries[code].to_numpy()] = names.index(code)
+    if config.common_class:
+        common = ids[(label < 0).to_numpy() & carries[config.common_class].to_numpy()]
+        keep = config.common_per_rare * max(int((label == names.index(c)).sum()) for c in config.target)
+        rng = np.random.default_rng([config.seed, 5])
+        common = common[np.sort(rng.permutation(len(common))[:keep])]
+        label[common] = names.index(config.common_class)
+    label = label[label >= 0]
+    empty = [c for i, c in enumerate(names) if not (label == i).any()]
+    if empty:
+        raise DataError(f"no training-fold records with waveforms for class(es) {empty} in {meta.root}")
+    return label.index, label.to_numpy(np.int32)
 
 
 def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> TrainingData:
-    """Load the target's training-fold ECGs (folds 1–8 only) and fit the scaler on them."""
+    """Load the training-fold ECGs (folds 1–8 only) of the target and fit the scaler on them.
+
+    ``target=["ALL"]`` takes every training-fold record (pretraining); a conditional config labels
+    each record with its class; with ``init_from`` the pretrained run's scaler is kept, so the
+    fine-tuned generator works in the same scaled space.
+    """
     meta = meta or load_metadata(config.data_dir, demo_fallback=True)
-    codes = meta.validate_codes(config.target)
-    ids = meta.select(codes, split="train", min_likelihood=config.min_likelihood)
+    if config.target == [ALL_RECORDS]:
+        codes, ids = [ALL_RECORDS], meta.select(split="train")
+    else:
+        codes = meta.validate_codes(config.target + ([config.common_class] if config.common_class else []))
+        ids = meta.select(codes, split="train", min_likelihood=config.min_likelihood)
     if len(ids) == 0:
         raise DataError(
             f"no training-fold records with waveforms carry {codes} in {meta.root}; "
             f"pick a code with records (see `python -m rare_gan.data info --on-disk --data {meta.root}`)")
+    labels = None
+    if config.conditional:
+        ids, labels = _class_labels(meta, ids, config)
     signals = load_signals(meta, ids, progress=False)
+    if labels is not None:
+        loaded = pd.Series(labels, index=ids)
+        labels = loaded.loc[signals.ecg_ids].to_numpy(np.int32)
     mv = np.asarray(signals.mv)
-    scaler = SignalScaler.fit(mv)
+    if config.init_from:
+        scaler = SignalScaler.from_dict(json.loads((Path(config.init_from) / "config.json").read_text())["scaler"])
+    else:
+        scaler = SignalScaler.fit(mv)
     return TrainingData(x_scaled=scaler.transform(mv), ecg_ids=signals.ecg_ids, scaler=scaler,
-                        data_root=str(meta.root), demo=meta.demo, codes=codes)
+                        data_root=str(meta.root), demo=meta.demo, codes=codes, labels=labels)
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, data: TrainingData | None = None,
@@ -610,20 +701,25 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
     atomic.write_json(config_path, {"train": config.to_dict(), "scaler": data.scaler.to_dict(),
                                     "data": {"root": data.data_root, "demo": data.demo, "codes": data.codes,
                                              "n_train_records": int(len(data.ecg_ids)),
-                                             "train_ecg_ids": data.ecg_ids.tolist()},
+                                             "train_ecg_ids": data.ecg_ids.tolist(),
+                                             "class_names": config.class_names if config.conditional else None,
+                                             "class_counts": None if data.labels is None else
+                                             np.bincount(data.labels, minlength=len(config.class_names)).tolist()},
                                     "versions": _versions()})
     strategy = get_strategy(config.strategy)
     with strategy.scope():
         generator, discriminator = build_models(config)
         gan = make_gan(generator, discriminator, config)
     start_epoch, history = 0, []
+    if config.init_from and checkpoint is None:
+        init_weights(gan, Path(config.init_from))
     if checkpoint is not None:
         start_epoch = load_checkpoint(checkpoint, gan)
         history = pd.read_csv(run_dir / "history.csv").query("epoch <= @start_epoch").to_dict("records")
         log.info("resuming %s from %s (epoch %d of %d)", run_dir, checkpoint.name, start_epoch, config.epochs)
     if start_epoch < config.epochs:
         steps = steps_per_epoch(config, len(data.x_scaled))
-        dataset = make_dataset(data.x_scaled, config, start_epoch)
+        dataset = make_dataset(data.x_scaled, config, start_epoch, data.labels)
         bookkeeping = _make_epoch_callback(run_dir, config, data.scaler, history, steps * config.batch_size,
                                            start_epoch)
         gan.fit(dataset, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
@@ -638,6 +734,18 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
                   "--loss wgan-gp, or a different seed.")
     _save_final(run_dir, gan, config, history)
     return pd.read_csv(run_dir / "history.csv")
+
+
+def init_weights(gan, run_dir: Path) -> None:
+    """Start fine-tuning from the generator and discriminator of the finished run in ``run_dir``."""
+    for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
+        source = keras.saving.load_model(run_dir / f"{name}.keras", compile=False)
+        shapes = [w.shape for w in source.weights], [w.shape for w in model.weights]
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"init_from {run_dir}: its {name} has a different architecture (conditional vs "
+                             "unconditional, lead mode or kernel size differ); fine-tune a run with the same settings")
+        model.set_weights(source.get_weights())
+    log.info("initialised generator and discriminator from %s", run_dir)
 
 
 def _resume_key(config: TrainConfig) -> dict:
