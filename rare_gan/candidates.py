@@ -14,6 +14,7 @@ A generated ECG is accepted only if all three hold:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 from rare_gan import atomic, evaluate, export, metrics, physiology
 
 CHECKS = ("confident", "plausible", "not_near_copy")
+log = logging.getLogger(__name__)
 
 
 def vet(ecgs_mv: np.ndarray, task: evaluate.Task, classifier_epochs: int, classifier_dir: str | Path | None,
@@ -55,25 +57,51 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_outputs(ecgs_mv: np.ndarray, scores: pd.DataFrame, run, out_dir: str | Path, seed: int,
-                  codes: list[str], data_root: str) -> dict:
+                  codes: list[str], data_root: str, subfolder: str | None = None) -> dict:
     """Write ``generated_ecgs/`` (all) and ``fake_arrhythmia_candidates/`` (accepted + ``candidates.csv``).
 
     ``run`` is the :class:`rare_gan.generate.GeneratorRun` that made the ECGs; its provenance and
-    the generation ``seed`` go into every record's header.
+    the generation ``seed`` go into every record's header. ``subfolder`` (a conditional run's code)
+    puts both under ``generated_ecgs/<code>/`` and ``fake_arrhythmia_candidates/<code>/``.
     """
     out_dir = Path(out_dir)
-    provenance = {**run.provenance, "generation_seed": seed}
+    provenance = {**run.provenance, "generation_seed": seed, "generated_code": ",".join(codes)}
     statements = Path(data_root) / "scp_statements.csv"
-    export.write_synthetic_dataset(ecgs_mv, out_dir / "generated_ecgs", codes, provenance, scores, statements)
+    where = (lambda name: out_dir / name / subfolder) if subfolder else (lambda name: out_dir / name)
+    export.write_synthetic_dataset(ecgs_mv, where("generated_ecgs"), codes, provenance, scores, statements)
     accepted = scores["accepted"].to_numpy()
     vetting = {"threshold": scores.attrs.get("threshold"), "n_generated": len(scores),
                "n_accepted": int(accepted.sum()), **{f"n_{c}": int(scores[c].sum()) for c in CHECKS},
                "memorisation": scores.attrs.get("memorisation"), "generation_seed": seed}
-    export.write_synthetic_dataset(ecgs_mv[accepted], out_dir / "fake_arrhythmia_candidates", codes, provenance,
+    export.write_synthetic_dataset(ecgs_mv[accepted], where("fake_arrhythmia_candidates"), codes, provenance,
                                    scores[accepted], statements,
                                    extra_files={"candidates.csv": scores.to_csv(index=False),
                                                 "vetting.json": atomic.json_text(vetting)})
     return vetting
+
+
+def generate_and_vet(run, out_dir: str | Path, n: int, seed: int, data_dir: str | None, classifier_epochs: int,
+                     classifier_dir: str | Path | None, target: str | None = None) -> dict[str, tuple]:
+    """Generate ``n`` ECGs per code, vet them and write the outputs; return {code: (ecgs_mv, scores)}.
+
+    An unconditional run generates its target (one group, even for several codes); a conditional
+    run generates each of its target codes (``target`` may pick some) into per-code subfolders.
+    """
+    from rare_gan import generate
+
+    conditional = run.config.conditional
+    codes = [c.strip().upper() for c in (target or ",".join(run.config.target)).split(",")]
+    groups = codes if conditional else [",".join(codes)]
+    results = {}
+    for group in groups:
+        task = evaluate.load_task(data_dir or run.config.data_dir, group)
+        log.info("task: %s", task.description)
+        ecgs = generate.generate(run, n, seed=seed, code=group if conditional else None)
+        cache = Path(classifier_dir) / group if conditional and classifier_dir else classifier_dir
+        scores = vet(ecgs, task, classifier_epochs, cache)
+        write_outputs(ecgs, scores, run, out_dir, seed, task.codes, task.data_root, group if conditional else None)
+        results[group] = (ecgs, scores)
+    return results
 
 
 def plot_examples(ecgs_mv: np.ndarray, scores: pd.DataFrame, n: int = 2):
