@@ -32,20 +32,24 @@ from rare_gan import atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_explore_ptbxl", "02_build_gan", "03_train", "04_generate_candidates", "05_evaluate")
+VARIANTS_NOTEBOOK = "06_beyond_one_gan"
+"""Run by ``--variants CODES`` only: it trains a dozen GANs."""
 
 PROFILES: dict[str, dict] = {
     # nbval in the test suite: seconds per notebook, checks the mechanics only
     "test": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 16, "n_generate": 24, "classifier_epochs": 1,
              "eval_seeds": [0], "n_bootstrap": 100, "ratios": [0.25], "n_examples": 1, "sample_every": 1,
-             "checkpoint_every": 1},
+             "checkpoint_every": 1, "variant_epochs": 1, "variant_steps": 1, "finetune_epochs": 1},
     # a few minutes on 2 CPU cores: every output exists, numbers are not yet meaningful
     "quick": {"epochs": 20, "steps_per_epoch": 25, "batch_size": 32, "n_generate": 256, "classifier_epochs": 6,
               "eval_seeds": [0], "n_bootstrap": 500, "ratios": [0.1, 0.25, 0.5], "n_examples": 2,
-              "sample_every": 5, "checkpoint_every": 5},
+              "sample_every": 5, "checkpoint_every": 5, "variant_epochs": 10, "variant_steps": 25,
+              "finetune_epochs": 5},
     # the real experiment
     "full": {"epochs": 150, "steps_per_epoch": 20, "batch_size": 64, "n_generate": 1000, "classifier_epochs": 30,
              "eval_seeds": [0, 1, 2], "n_bootstrap": 1000, "ratios": [0.1, 0.25, 0.5], "n_examples": 3,
-             "sample_every": 10, "checkpoint_every": 10},
+             "sample_every": 10, "checkpoint_every": 10, "variant_epochs": 40, "variant_steps": 25,
+             "finetune_epochs": 20},
 }
 
 
@@ -99,7 +103,13 @@ def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: 
         return {**common, "out_dir": str(out_dir), "run_folders": runs, "eval_seeds": p["eval_seeds"],
                 "classifier_epochs": p["classifier_epochs"], "n_bootstrap": p["n_bootstrap"], "ratios": p["ratios"],
                 "n_generate": p["n_generate"], "classifier_dir": str(out_dir / "classifiers")}
-    raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS}")
+    if name == VARIANTS_NOTEBOOK:
+        return {"codes": target, "data_dir": data_dir, "out_dir": str(out_dir / "variants"),
+                "epochs": p["variant_epochs"], "steps_per_epoch": p["variant_steps"],
+                "batch_size": min(p["batch_size"], 32), "finetune_epochs": p["finetune_epochs"],
+                "classifier_epochs": min(p["classifier_epochs"], 10), "eval_seeds": p["eval_seeds"][:2],
+                "n_generate": min(p["n_generate"], 300)}
+    raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS + (VARIANTS_NOTEBOOK,)}")
 
 
 def prepare_notebook(source: Path, dest: Path, parameters: dict) -> Path:
@@ -186,7 +196,7 @@ class Pipeline:
 
 
 def run(profile: str = "quick", data_dir: str | None = None, target: str | None = None, resume: bool = False,
-        out_dir: Path | None = None, seed: int = 0) -> Path:
+        out_dir: Path | None = None, seed: int = 0, variant_codes: str | None = None) -> Path:
     """Run the whole pipeline; return the outputs folder."""
     from rare_gan.data import load_metadata
 
@@ -216,6 +226,10 @@ def run(profile: str = "quick", data_dir: str | None = None, target: str | None 
                         f"G lr {experiment.lr_generator:g})\n\nExecuted by `./run_all.sh --profile {profile}`; "
                         f"target {target}; data {meta.root}{' (DEMO)' if meta.demo else ''}.")
     pipe.step("05_evaluate", "05_evaluate", out_dir / "05_evaluate.ipynb", notebook_parameters("05_evaluate", **kw))
+    if variant_codes:
+        meta.validate_codes(variant_codes)
+        params = notebook_parameters(VARIANTS_NOTEBOOK, **{**kw, "target": variant_codes})
+        pipe.step(VARIANTS_NOTEBOOK, VARIANTS_NOTEBOOK, out_dir / f"{VARIANTS_NOTEBOOK}.ipynb", params)
     for experiment in EXPERIMENTS:
         atomic.mark_complete(out_dir / experiment.folder, {"profile": profile, "target": target})
     info = {"profile": profile, "data_dir": str(meta.root), "demo": meta.demo, "target": target, "seed": seed,
@@ -237,11 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="skip steps already done with the same parameters; resume interrupted training")
     parser.add_argument("--out", help="outputs folder (default: outputs/)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", metavar="CODES",
+                        help="also run notebooks/06_beyond_one_gan for these codes (e.g. PAC,CLBBB,PVC): "
+                             "conditional, augmented and fine-tuned GANs compared per code (hours on 2 CPU cores)")
     args = parser.parse_args(argv)
     from rare_gan.data import DataError
 
     try:
-        out = run(args.profile, args.data, args.target, args.resume, Path(args.out) if args.out else None, args.seed)
+        out = run(args.profile, args.data, args.target, args.resume, Path(args.out) if args.out else None, args.seed,
+                  args.variants)
     except (StepFailed, DataError) as exc:
         print(f"[run_all] error: {exc}", file=sys.stderr)
         return 1

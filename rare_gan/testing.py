@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rare_gan.pipeline import EXPERIMENTS, NOTEBOOKS, REPO_ROOT, notebook_parameters, prepare_notebook
+from rare_gan.pipeline import (EXPERIMENTS, NOTEBOOKS, REPO_ROOT, VARIANTS_NOTEBOOK, notebook_parameters,
+                               prepare_notebook)
 
 NBVAL_DIR = REPO_ROOT / "build" / "nbval"
 
@@ -35,6 +36,10 @@ def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
                                          experiment=experiment)
             prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{name}.ipynb",
                                              dest / f"{name}{suffix}.ipynb", params))
+    params = notebook_parameters(VARIANTS_NOTEBOOK, profile="test", data_dir="demo", out_dir=out_dir,
+                                 target="AFIB,STACH")
+    prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{VARIANTS_NOTEBOOK}.ipynb",
+                                     dest / f"{VARIANTS_NOTEBOOK}.ipynb", params))
     return sorted(prepared)
 
 

@@ -12,7 +12,7 @@ from rare_gan import pipeline, testing
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("name", pipeline.NOTEBOOKS)
+@pytest.mark.parametrize("name", [*pipeline.NOTEBOOKS, pipeline.VARIANTS_NOTEBOOK])
 def test_every_parameter_the_pipeline_passes_exists_in_the_notebook(name, tmp_path):
     declared = set(pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb")))
     for profile in pipeline.PROFILES:
@@ -23,7 +23,7 @@ def test_every_parameter_the_pipeline_passes_exists_in_the_notebook(name, tmp_pa
 
 
 def test_notebooks_are_thin_and_stored_without_outputs():
-    for name in pipeline.NOTEBOOKS:
+    for name in [*pipeline.NOTEBOOKS, pipeline.VARIANTS_NOTEBOOK]:
         book = nbformat.read(str(REPO / "notebooks" / f"{name}.ipynb"), as_version=4)
         code = [c for c in book.cells if c.cell_type == "code"]
         assert any("parameters" in c.metadata.get("tags", []) for c in code), name
@@ -78,7 +78,8 @@ def test_choose_target(demo_dir, ptbxl_dir):
 def test_nbval_copies_get_tiny_parameters(tmp_path):
     books = testing.prepare_nbval_notebooks(tmp_path)
     assert [b.stem for b in books] == ["01_explore_ptbxl", "02_build_gan", "03_train", "03_train_modified",
-                                       "04_generate_candidates", "04_generate_candidates_modified", "05_evaluate"]
+                                       "04_generate_candidates", "04_generate_candidates_modified", "05_evaluate",
+                                       "06_beyond_one_gan"]
     train = pm.inspect_notebook(str(tmp_path / "03_train.ipynb"))
     injected = nbformat.read(str(tmp_path / "03_train.ipynb"), 4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in injected.cells)
