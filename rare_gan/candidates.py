@@ -3,8 +3,9 @@
 A generated ECG is accepted only if all three hold:
 
 * **confident**: a classifier trained on *real* folds 1–8 (the ``real`` variant of
-  :mod:`rare_gan.evaluate`, seed 0) gives it a target probability ≥ the threshold that maximises F1
-  on the validation fold;
+  :mod:`rare_gan.evaluate`, seed 0) scores it at least as high as all but ``1 − specificity`` (10 %)
+  of the *real non-target* ECGs of the validation fold — a threshold resting on hundreds of
+  negatives rather than on the handful of validation positives a rare code has;
 * **plausible**: :func:`rare_gan.physiology.ecg_features` finds ≥ 4 R-peaks, a heart rate of
   30–220 bpm and neurokit2 signal quality ≥ 0.66;
 * **not a near-copy** of a training ECG (:func:`rare_gan.metrics.memorisation_report`: shift- and
@@ -27,15 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def vet(ecgs_mv: np.ndarray, task: evaluate.Task, classifier_epochs: int, classifier_dir: str | Path | None,
-        seed: int = 0, threshold: float | None = None) -> pd.DataFrame:
+        seed: int = 0, threshold: float | None = None, specificity: float = 0.9) -> pd.DataFrame:
     """Score every generated ECG (n, 1000, 12) mV; one row each with the checks and ``accepted``.
 
-    ``threshold`` overrides the validation-chosen classifier threshold. The table's ``attrs`` hold
-    the threshold and the memorisation summary.
+    The classifier threshold is the ``specificity`` quantile of its scores on the validation
+    fold's real negatives (``threshold`` overrides it). The table's ``attrs`` hold the threshold
+    and the memorisation summary.
     """
     model, scores = evaluate.fit_or_load(task, "real", seed, classifier_epochs, classifier_dir)
     if threshold is None:
-        threshold = metrics.choose_threshold(task.y["val"], scores["val"], rule="f1")
+        threshold = float(np.quantile(scores["val"][task.y["val"] == 0], specificity))
     probability = evaluate.predict_proba(model, task.scaler.transform(ecgs_mv))
     features = physiology.ecg_features(ecgs_mv, delineate=False)
     unseen = np.concatenate([task.positives_mv("val"), task.positives_mv("test")])
