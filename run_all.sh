@@ -30,8 +30,8 @@ ensure_env() {
         log "setting up .venv with $("$base" --version) (pinned requirements.txt; one-off, a few minutes)"
         rm -f .venv/.rare_gan_stamp
         "$base" -m venv .venv
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-        .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+        .venv/bin/python -m pip install -qq --disable-pip-version-check -r requirements.txt
+        .venv/bin/python -m pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .
         echo "$stamp" >.venv/.rare_gan_stamp
         log ".venv ready"
     fi
