@@ -64,45 +64,53 @@ def test_discriminator_step_lowers_its_loss(afib_data):
 
 
 class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_epoch):
-        super().__init__()
-        self.at_epoch = at_epoch
-
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.at_epoch:
+        if epoch == 3:
             raise KeyboardInterrupt
 
 
-def test_resume_after_interrupt_equals_uninterrupted(afib_data, tmp_path):
-    config = train.TrainConfig(**TINY)
-    whole = train.train(config, tmp_path / "whole", data=afib_data)
+def _whole_twice_and_resumed(config, data, out):
+    whole = train.train(config, out / "whole", data=data)
+    again = train.train(config, out / "again", data=data)
     with pytest.raises(KeyboardInterrupt):
-        train.train(config, tmp_path / "cut", data=afib_data, callbacks=[_Interrupt(3)])
-    assert not atomic.is_complete(tmp_path / "cut")
-    assert train.latest_checkpoint(tmp_path / "cut").name == "epoch_0002"
-    resumed = train.train(config, tmp_path / "cut", data=afib_data)
-    assert len(whole) == 4
-    pd.testing.assert_frame_equal(whole.drop(columns=["seconds", "samples_per_s"]),
-                                  resumed.drop(columns=["seconds", "samples_per_s"]))
-    a = generate.generate(generate.load_run(tmp_path / "whole"), 16, seed=3)
-    b = generate.generate(generate.load_run(tmp_path / "cut"), 16, seed=3)
-    assert np.array_equal(a, b)
-    assert atomic.is_complete(tmp_path / "cut")
+        train.train(config, out / "cut", data=data, callbacks=[_Interrupt()])
+    assert not atomic.is_complete(out / "cut") and train.latest_checkpoint(out / "cut").name == "epoch_0002"
+    resumed = train.train(config, out / "cut", data=data)
+    assert atomic.is_complete(out / "cut") and len(whole) == 4
+    timing = ["seconds", "samples_per_s"]
+    return [h.drop(columns=timing) for h in (whole, again, resumed)]
+
+
+def test_same_seed_and_resume_are_bit_identical_without_r1(afib_data, tmp_path):
+    """Two runs with one seed, and a run interrupted after epoch 3 then resumed, give identical
+    histories and identical ECGs (DiffAugment on; R1 off, see the next test)."""
+    config = train.TrainConfig(**{**TINY, "r1_weight": 0.0})
+    whole, again, resumed = _whole_twice_and_resumed(config, afib_data, tmp_path)
+    pd.testing.assert_frame_equal(whole, again, check_exact=True)
+    pd.testing.assert_frame_equal(whole, resumed, check_exact=True)
+    runs = [generate.load_run(tmp_path / name) for name in ("whole", "again", "cut")]
+    ecgs = [generate.generate(run, 32, seed=11) for run in runs]
+    assert all(np.array_equal(ecgs[0], e) for e in ecgs[1:]), "same seed, different ECGs"
+    assert np.array_equal(generate.generate(runs[0], 300, seed=11)[:32], ecgs[0])  # the i-th ECG does not depend on n
+    assert not np.array_equal(generate.generate(runs[0], 32, seed=12), ecgs[0])
     for name in ("config.json", "history.csv", "loss_curves.png", "generator.keras", "discriminator.keras",
                  "samples/epoch_0004.png"):
         assert (tmp_path / "cut" / name).is_file(), name
-    saved = json.loads((tmp_path / "cut" / "config.json").read_text())
-    assert saved["data"]["demo"] is True and saved["train"]["seed"] == 0
 
 
-def test_same_seed_same_ecgs_bit_identical(afib_data, tmp_path):
-    config = train.TrainConfig(**{**TINY, "epochs": 2})
-    runs = [generate.load_run(tmp_path / name) for name in ("a", "b")
-            if train.train(config, tmp_path / name, data=afib_data) is not None]
-    first, second = (generate.generate(r, 32, seed=11) for r in runs)
+def test_default_recipe_reproduces_to_float_rounding(afib_data, tmp_path):
+    """With R1 on (the default), the penalty's second-order gradient graph is not bit-stable on CPU:
+    repeated and resumed runs agree to float rounding, not bit for bit (README, Reproducibility)."""
+    whole, again, resumed = _whole_twice_and_resumed(train.TrainConfig(**TINY), afib_data, tmp_path)
+    for other in (again, resumed):
+        pd.testing.assert_frame_equal(whole, other, check_exact=False, rtol=1e-3, atol=1e-4)
+
+
+def test_generation_from_a_saved_generator_is_bit_identical(afib_data, tmp_path):
+    train.train(train.TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "run", data=afib_data)
+    first = generate.generate(generate.load_run(tmp_path / "run"), 16, seed=5)
+    second = generate.generate(generate.load_run(tmp_path / "run"), 16, seed=5)
     assert np.array_equal(first, second)
-    assert np.array_equal(generate.generate(runs[0], 300, seed=11)[:32], first)  # the i-th ECG does not depend on n
-    assert not np.array_equal(generate.generate(runs[0], 32, seed=12), first)
 
 
 class _Poison(keras.callbacks.Callback):
