@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,6 +48,18 @@ def ptbxl_dir() -> Path:
     if path is None:
         pytest.skip("PTB-XL subset not found (set PTBXL_DIR or put it in ../shared/ptbxl)")
     return path
+
+
+def rewrite_record(path: Path, signal: np.ndarray, names=None, fs: int = 100) -> None:
+    """Overwrite the WFDB record ``path`` (no extension) with ``signal`` (mV), e.g. to break it for a test."""
+    import wfdb
+
+    from rare_gan.leads import LEAD_NAMES
+
+    names = list(LEAD_NAMES if names is None else names)
+    wfdb.wrsamp(path.name, fs=fs, units=["mV"] * len(names), sig_name=names, p_signal=signal,
+                fmt=["16"] * len(names), adc_gain=[1000.0] * len(names), baseline=[0] * len(names),
+                write_dir=str(path.parent))
 
 
 def copy_dataset(source: Path, dest: Path, ecg_ids: list[int]) -> Path:

@@ -14,7 +14,7 @@ import wfdb
 
 from rare_gan import data
 from rare_gan.leads import LEAD_NAMES, limb_lead_residuals
-from tests.conftest import REPO
+from tests.conftest import REPO, rewrite_record
 
 
 # ---------------------------------------------------------------------------------------------- locating
@@ -172,12 +172,6 @@ def test_subset_reports_missing_records(ptbxl_dir):
         data.load_signals(meta, [999999], progress=False)
 
 
-def _rewrite(path: Path, signal: np.ndarray, names=LEAD_NAMES, fs=100) -> None:
-    wfdb.wrsamp(path.name, fs=fs, units=["mV"] * len(names), sig_name=list(names), p_signal=signal,
-                fmt=["16"] * len(names), adc_gain=[1000.0] * len(names), baseline=[0] * len(names),
-                write_dir=str(path.parent))
-
-
 def test_bad_records_are_skipped_with_reasons(mini_dataset):
     meta = data.load_metadata(mini_dataset)
     ids = list(meta.database.index)
@@ -193,13 +187,13 @@ def test_bad_records_are_skipped_with_reasons(mini_dataset):
     first[2] = "500"
     hea.write_text("\n".join([" ".join(first)] + lines[1:]) + "\n")
     # 11 leads
-    _rewrite(paths[ids[3]], good[:, :11], LEAD_NAMES[:11])
+    rewrite_record(paths[ids[3]], good[:, :11], LEAD_NAMES[:11])
     # NaN samples (WFDB stores them as the invalid value)
     with_nan = good.copy()
     with_nan[100:110, 4] = np.nan
-    _rewrite(paths[ids[4]], with_nan)
+    rewrite_record(paths[ids[4]], with_nan)
     # wrong lead names
-    _rewrite(paths[ids[5]], good, ["L" + n for n in LEAD_NAMES])
+    rewrite_record(paths[ids[5]], good, ["L" + n for n in LEAD_NAMES])
     # garbage header
     Path(str(paths[ids[6]]) + ".hea").write_text("this is not a header\n")
     meta = data.load_metadata(mini_dataset)
@@ -223,7 +217,7 @@ def test_cache_invalidates_when_a_file_changes(mini_dataset):
     first = data.load_signals(meta, ids, progress=False)
     path = mini_dataset / meta.database.at[ids[0], "filename_lr"]
     signal = wfdb.rdsamp(str(path))[0] * 2
-    _rewrite(path, signal)
+    rewrite_record(path, signal)
     second = data.load_signals(data.load_metadata(mini_dataset), ids, progress=False)
     assert not second.report.from_cache
     assert np.allclose(second.mv[0], first.mv[0] * 2, atol=2e-3)

@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import wfdb
 
 from rare_gan import atomic, pipeline
-from tests.conftest import REPO
+from rare_gan.leads import LEAD_NAMES
+from tests.conftest import REPO, rewrite_record
 
 TRAIN = [sys.executable, "-m", "rare_gan.train"]
 TINY = ["--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "8"]
@@ -54,6 +56,15 @@ def test_unknown_target_suggests_codes(tmp_path):
                    "unknown SCP code 'AFIBB'", "did you mean AFIB")
 
 
+def test_target_with_zero_training_records(mini_dataset, tmp_path):
+    db = pd.read_csv(mini_dataset / "ptbxl_database.csv")
+    db.loc[db["scp_codes"].str.contains("AFIB"), "strat_fold"] = 10  # no AFIB left in folds 1-8
+    db.to_csv(mini_dataset / "ptbxl_database.csv", index=False)
+    out = _run(TRAIN + ["--target", "AFIB", "--data", str(mini_dataset), "--out", str(tmp_path / "r")])
+    _clean_failure(out, "no training-fold records")
+    assert out.returncode == 2 and not atomic.is_complete(tmp_path / "r")
+
+
 def test_corrupt_records_are_skipped_and_training_goes_on(demo_dir, tmp_path):
     from tests.conftest import copy_dataset
 
@@ -64,10 +75,18 @@ def test_corrupt_records_are_skipped_and_training_goes_on(demo_dir, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:1000])
     hea = folder / (db.set_index("ecg_id").at[afib[1], "filename_lr"] + ".hea")
     hea.write_text(hea.read_text().replace(" 12 100 1000", " 12 500 1000", 1))
+    record = folder / db.set_index("ecg_id").at[afib[2], "filename_lr"]
+    good = wfdb.rdsamp(str(record))[0]
+    rewrite_record(record, good[:, :11], LEAD_NAMES[:11])  # 11 leads
+    with_nan = good.copy()
+    with_nan[100:110, 4] = np.nan
+    rewrite_record(folder / db.set_index("ecg_id").at[afib[3], "filename_lr"], with_nan)
     out = _run(TRAIN + ["--target", "AFIB", "--data", str(folder), "--out", str(tmp_path / "r")] + TINY)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"skipped ecg_id {afib[1]}" in out.stderr and "sampling rate 500 Hz" in out.stderr
     assert f"skipped ecg_id {afib[0]}" in out.stderr
+    assert f"skipped ecg_id {afib[1]}" in out.stderr and "sampling rate 500 Hz" in out.stderr
+    assert f"skipped ecg_id {afib[2]}" in out.stderr and "expected the 12 PTB-XL leads" in out.stderr
+    assert f"skipped ecg_id {afib[3]}" in out.stderr and "NaN" in out.stderr
     assert atomic.is_complete(tmp_path / "r")
 
 
