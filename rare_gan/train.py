@@ -110,6 +110,9 @@ class TrainConfig:
     """DiffAugment: std of white noise in scaled units, drawn on the 8 independent leads and mapped
     to 12 so the limb-lead relations stay exact. Off by default: with a ~5 mV scale, 0.01 is
     0.05 mV, enough to hide G's own high-frequency noise (and P waves) from D."""
+    augment_wander: float = 0.0
+    """DiffAugment: maximum amplitude (scaled units) of a 0.05–0.5 Hz baseline wander on the 8
+    independent leads, mapped to 12. Off by default (the reference runs were made without it)."""
     precision: str = "float32"
     strategy: str = "default"
     seed: int = 0
@@ -165,7 +168,8 @@ class TrainConfig:
             raise ValueError(f"generator_kernel_size must be >= 1, got {self.generator_kernel_size!r}")
         if not 0.0 <= self.discriminator_dropout < 1.0:
             raise ValueError(f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout!r}")
-        if self.r1_weight < 0 or self.augment_gain < 0 or self.augment_shift_s < 0 or self.augment_noise < 0:
+        if self.r1_weight < 0 or self.augment_gain < 0 or self.augment_shift_s < 0 or self.augment_noise < 0 \
+                or self.augment_wander < 0:
             raise ValueError("r1_weight and the augment_* settings must be >= 0")
 
     def to_dict(self) -> dict:
@@ -177,14 +181,15 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def diff_augment(x, seed, gain: float = 0.2, shift: int = 30, noise: float = 0.0):
-    """Differentiable, lead-consistent augmentation of an ECG batch ``(batch, T, 12)`` (DiffAugment).
+def diff_augment(x, seed, gain: float = 0.2, shift: int = 30, noise: float = 0.0, wander: float = 0.0):
+    """Differentiable, lead-consistent augmentation of an ECG batch ``(batch, T, 12)`` at 100 Hz (DiffAugment).
 
     Per ECG: one amplitude factor uniform in [1 − gain, 1 + gain] for all leads; a circular time
-    shift uniform in [−shift, shift] samples; white noise of std ``noise`` on the 8 independent
-    leads, mapped to 12 with :data:`rare_gan.leads.INDEPENDENT_TO_12` (so III = II − I etc. still
-    hold exactly when they held before). ``seed`` is a stateless-RNG seed (2 int64s). Gradients
-    flow to ``x``; apply it to real and fake alike before the discriminator.
+    shift uniform in [−shift, shift] samples; white noise of std ``noise`` and a baseline wander (a
+    0.05–0.5 Hz sinusoid of random phase and amplitude uniform in [0, ``wander``], both in scaled
+    units) on the 8 independent leads, mapped to 12 with :data:`rare_gan.leads.INDEPENDENT_TO_12`
+    (so III = II − I etc. still hold exactly when they held before). ``seed`` is a stateless-RNG
+    seed (2 int64s). Gradients flow to ``x``; apply it to real and fake alike before the discriminator.
     """
     from rare_gan.leads import INDEPENDENT_TO_12
 
@@ -199,10 +204,19 @@ def diff_augment(x, seed, gain: float = 0.2, shift: int = 30, noise: float = 0.0
         s = tf.random.stateless_uniform((batch, 1), seeds[1], -shift, shift + 1, dtype=tf.int32)
         idx = tf.math.floormod(tf.range(length)[None, :] - s, length)
         x = tf.gather(x, idx, batch_dims=1)
+    mixing = tf.constant(INDEPENDENT_TO_12, tf.float32)
+    n_independent = mixing.shape[0]
     if noise:
-        mixing = tf.constant(INDEPENDENT_TO_12, tf.float32)
-        n8 = tf.random.stateless_normal((batch, length, mixing.shape[0]), seeds[2], stddev=noise)
+        n8 = tf.random.stateless_normal((batch, length, n_independent), seeds[2], stddev=noise)
         x = x + tf.cast(tf.matmul(n8, mixing), dtype)
+    if wander:
+        s_amp, s_freq, s_phase = tf.unstack(tf.random.experimental.stateless_split(seeds[2], 4)[1:])
+        amplitude = tf.random.stateless_uniform((batch, 1, n_independent), s_amp, 0.0, wander)
+        freq_hz = tf.random.stateless_uniform((batch, 1, n_independent), s_freq, 0.05, 0.5)
+        phase = tf.random.stateless_uniform((batch, 1, n_independent), s_phase, 0.0, 2 * np.pi)
+        t_s = tf.cast(tf.range(length), tf.float32)[None, :, None] / 100.0
+        w8 = amplitude * tf.sin(2 * np.pi * freq_hz * t_s + phase)
+        x = x + tf.cast(tf.matmul(w8, mixing), dtype)
     return x
 
 
@@ -214,7 +228,7 @@ def make_gan(generator, discriminator, config: TrainConfig):
     augment = None
     if config.diff_augment:
         augment = {"gain": float(config.augment_gain), "shift": int(round(config.augment_shift_s * 100)),
-                   "noise": float(config.augment_noise)}
+                   "noise": float(config.augment_noise), "wander": float(config.augment_wander)}
     gan = ECGGAN(generator, discriminator, latent_dim=config.latent_dim, loss=config.loss,
                  gp_weight=config.gp_weight, critic_steps=config.critic_steps, seed=config.seed,
                  r1_weight=config.r1_weight, augment=augment,

@@ -155,13 +155,20 @@ def test_diff_augment_is_lead_consistent_and_differentiable():
     seed = tf.constant([3, 4], tf.int64)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = diff_augment(x, seed, gain=0.2, shift=30, noise=0.01)
+        y = diff_augment(x, seed, gain=0.2, shift=30, noise=0.01, wander=0.05)
     grad = np.asarray(tape.gradient(y, x))
     assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
     y = np.asarray(y)
     assert y.shape == x.shape
-    assert np.abs(y[..., 2] - (y[..., 1] - y[..., 0])).max() < 1e-5  # III = II - I survives the noise
-    np.testing.assert_array_equal(y, np.asarray(diff_augment(x, seed, gain=0.2, shift=30, noise=0.01)))
+    # Einthoven and Goldberger survive the noise and the baseline wander
+    assert np.abs(y[..., 2] - (y[..., 1] - y[..., 0])).max() < 1e-5
+    assert np.abs(y[..., 3] + (y[..., 0] + y[..., 1]) / 2).max() < 1e-5
+    np.testing.assert_array_equal(y, np.asarray(diff_augment(x, seed, gain=0.2, shift=30, noise=0.01, wander=0.05)))
+    # the wander alone: slow (≤ 0.5 Hz), bounded by its amplitude, different per ECG
+    wander = np.asarray(diff_augment(x, seed, gain=0, shift=0, wander=0.05)) - np.asarray(x)
+    assert 0.005 < np.abs(wander[..., 0]).max() <= 0.05 + 1e-6
+    assert np.abs(np.diff(wander[..., 0], axis=1)).max() < 2 * np.pi * 0.5 * 0.05 / 100 + 1e-6
+    assert not np.allclose(wander[0, :, 0], wander[1, :, 0])
     # without noise each ECG is one gain (same for all leads) times a circular shift within ±30 samples
     clean = np.asarray(diff_augment(x, seed, gain=0.2, shift=30, noise=0.0))
     xs = np.asarray(x)

@@ -139,7 +139,7 @@ def test_resume_refuses_a_different_config(afib_data, tmp_path):
 
 
 @pytest.mark.parametrize("options", [{"loss": "wgan-gp", "critic_steps": 2}, {"precision": "mixed_bfloat16"},
-                                     {"lead_consistent": False}])
+                                     {"lead_consistent": False}, {"augment_noise": 0.01, "augment_wander": 0.05}])
 def test_variants_train(afib_data, tmp_path, options):
     history = train.train(train.TrainConfig(**{**TINY, "epochs": 1, **options}), tmp_path / "run", data=afib_data)
     assert np.isfinite(history[["d_loss", "g_loss"]].to_numpy()).all()
