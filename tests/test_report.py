@@ -56,6 +56,10 @@ def test_research_auroc_inside_a_wide_ci_is_not_refuted():
     assert "inside its 95% CI, so it is not refuted" in _verdicts(_utility((0.90, 0.70, 1.0), 1.0, 0.0))
 
 
+def test_research_auroc_below_the_ci_means_an_easier_task():
+    assert "0.9899 is below its 95% CI: this task is easier here" in _verdicts(_utility((1.0, 1.0, 1.0), 1.0, 0.0))
+
+
 @pytest.mark.parametrize("p_holm, difference, expected", [(1.0, 0.05, "no significant difference"),
                                                           (0.01, 0.2, "GAN significantly better"),
                                                           (0.01, -0.2, "GAN significantly worse")])
