@@ -94,7 +94,9 @@ def test_interrupt_then_resume_from_the_command_line(tmp_path):
     out_dir = tmp_path / "run"
     args = TRAIN + ["--target", "AFIB", "--data", "demo", "--out", str(out_dir), "--epochs", "8",
                     "--steps-per-epoch", "2", "--batch-size", "8", "--checkpoint-every", "2", "--sample-every", "8"]
-    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell without job control starts background jobs with SIGINT ignored, which the child would inherit
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (out_dir / "checkpoints" / "epoch_0002" / "state.json").exists():
         assert process.poll() is None and time.time() < deadline, process.communicate()
