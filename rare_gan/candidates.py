@@ -40,7 +40,7 @@ def vet(ecgs_mv: np.ndarray, task: evaluate.Task, classifier_epochs: int, classi
         threshold = float(np.quantile(scores["val"][task.y["val"] == 0], specificity))
     probability = evaluate.predict_proba(model, task.scaler.transform(ecgs_mv))
     features = physiology.ecg_features(ecgs_mv, delineate=False)
-    unseen = np.concatenate([task.positives_mv("val"), task.positives_mv("test")])
+    unseen = task.unseen_positives_mv()
     copies, memorisation = metrics.memorisation_report(ecgs_mv, task.positives_mv("train"), unseen)
     table = pd.concat([features.reset_index(drop=True), copies], axis=1)
     table.insert(0, "classifier_prob", probability)

@@ -60,6 +60,10 @@ class Task:
         """The real target ECGs of ``split`` in mV."""
         return self.scaler.inverse(self.x[split][self.y[split] == 1])
 
+    def unseen_positives_mv(self) -> np.ndarray:
+        """The real target ECGs no generator trains on (folds 9 and 10) in mV."""
+        return np.concatenate([self.positives_mv("val"), self.positives_mv("test")])
+
 
 def load_task(data_dir: str | None, target: str | Sequence[str], meta: PTBXL | None = None) -> Task:
     """Load every on-disk record, label it target-vs-rest and scale with a scaler fit on folds 1–8."""
@@ -161,6 +165,11 @@ def predict_proba(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Probabilities of the target class for scaled ECGs (n, 1000, 12)."""
     logits = model.predict(x, batch_size=batch_size, verbose=0).reshape(-1)
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def synthetic_tag(ecgs: np.ndarray) -> str:
+    """A short digest of a set of synthetic ECGs: the ``synthetic_tag`` that keys cached classifiers."""
+    return hashlib.sha256(ecgs.tobytes()).hexdigest()[:16]
 
 
 def _key(*parts) -> str:

@@ -80,15 +80,15 @@ def generate_scaled(generator, latent: np.ndarray, batch_size: int = 256, labels
     step = _inference_fn(generator)
     parts = []
     for start in range(0, len(latent), batch_size):
-        chunk = slice(start, min(start + batch_size, len(latent)))
+        chunk = latent[start:start + batch_size]
         z = np.zeros((batch_size, latent.shape[1]), np.float32)
-        z[:chunk.stop - start] = latent[chunk]
+        z[:len(chunk)] = chunk
         inputs = z
         if labels is not None:
             y = np.zeros(batch_size, np.int32)
-            y[:chunk.stop - start] = labels[chunk]
+            y[:len(chunk)] = labels[start:start + batch_size]
             inputs = [z, y]
-        parts.append(step(inputs).numpy()[:chunk.stop - start])
+        parts.append(step(inputs).numpy()[:len(chunk)])
     return np.concatenate(parts) if parts else np.zeros((0, 1000, 12), np.float32)
 
 

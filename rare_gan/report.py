@@ -8,7 +8,6 @@ utility trains classifiers (see :mod:`rare_gan.evaluate`) and tests them on fold
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ class RunArtifacts:
     @property
     def tag(self) -> str:
         """Identifies the synthetic data (for classifier caching)."""
-        return hashlib.sha256(self.candidates_mv.tobytes()).hexdigest()[:16]
+        return evaluate.synthetic_tag(self.candidates_mv)
 
 
 def load_runs(run_folders: dict[str, str | Path]) -> dict[str, RunArtifacts]:
@@ -164,7 +163,7 @@ def _realism_row(reference: np.ndarray, other: np.ndarray, seed: int) -> dict:
 def realism(task: evaluate.Task, runs: dict[str, RunArtifacts], seed: int = 0) -> pd.DataFrame:
     """Generated vs real training ECGs of the target; the row 'real unseen' (folds 9–10) is the yardstick."""
     train = task.positives_mv("train")
-    rows = {"real unseen (folds 9-10)": _realism_row(train, _unseen(task), seed)}
+    rows = {"real unseen (folds 9-10)": _realism_row(train, task.unseen_positives_mv(), seed)}
     rows |= {name: _realism_row(train, run.generated_mv, seed) for name, run in runs.items()}
     table = pd.DataFrame(rows).T
     table.attrs["real_train_hf_ratio_median"] = float(np.median(metrics.high_frequency_ratio(train)))
@@ -174,10 +173,6 @@ def realism(task: evaluate.Task, runs: dict[str, RunArtifacts], seed: int = 0) -
         first, second = (metrics.high_frequency_ratio(run.generated_mv) for run in runs.values())
         table.attrs["hf_ratio_mannwhitney_p"] = float(mannwhitneyu(first, second).pvalue)
     return table
-
-
-def _unseen(task: evaluate.Task) -> np.ndarray:
-    return np.concatenate([task.positives_mv("val"), task.positives_mv("test")])
 
 
 @dataclass
@@ -190,7 +185,7 @@ class Physiology:
 
 def physiology(task: evaluate.Task, runs: dict[str, RunArtifacts]) -> Physiology:
     """R-peaks, HR, RR-SD, QRS/PR/QT and Einthoven residuals: real target ECGs vs each run's."""
-    real = np.concatenate([task.positives_mv("train"), _unseen(task)])
+    real = np.concatenate([task.positives_mv("train"), task.unseen_positives_mv()])
     features = {"real": physio.ecg_features(real)}
     for name, run in runs.items():
         features[name] = physio.ecg_features(run.generated_mv[:MAX_PHYSIOLOGY_ECGS])
@@ -215,8 +210,8 @@ def plot_physiology(result: Physiology, path=None):
 
 def memorisation(task: evaluate.Task, runs: dict[str, RunArtifacts]) -> pd.DataFrame:
     """Nearest-neighbour similarity to the GAN's training ECGs vs unseen real ECGs; near-copies flagged."""
-    rows = {name: metrics.memorisation_report(run.generated_mv, task.positives_mv("train"), _unseen(task))[1]
-            for name, run in runs.items()}
+    train, unseen = task.positives_mv("train"), task.unseen_positives_mv()
+    rows = {name: metrics.memorisation_report(run.generated_mv, train, unseen)[1] for name, run in runs.items()}
     return pd.DataFrame(rows).T
 
 

@@ -19,7 +19,6 @@ and memorisation. Command line: ``python -m rare_gan.variants --codes PAC,CLBBB,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,13 +88,13 @@ def train_variants(plan: Plan, variants: Sequence[str] = VARIANTS) -> dict[tuple
     return runs
 
 
-def _row(plan: Plan, task: evaluate.Task, code: str, variant: str, run_dir: Path, baselines: dict) -> tuple[dict, list]:
+def _row(plan: Plan, task: evaluate.Task, code: str, variant: str, run_dir: Path, baselines: dict,
+         real_features: pd.DataFrame) -> tuple[dict, list]:
     run = generate.load_run(run_dir)
     ecgs = generate.generate(run, plan.n_generate, seed=plan.seed, code=code)
     scores = candidates.vet(ecgs, task, plan.classifier_epochs, Path(plan.out_dir) / "classifiers" / code)
     accepted = ecgs[scores["accepted"].to_numpy(bool)]
     real_train = task.positives_mv("train")
-    real_features = physiology.ecg_features(real_train, delineate=False)
     features = physiology.ecg_features(ecgs[:200], delineate=False)
     distances = physiology.wasserstein_table(real_features, features, ["rr_sd_ms", "heart_rate_bpm"])
     memorisation = scores.attrs["memorisation"]
@@ -107,10 +106,9 @@ def _row(plan: Plan, task: evaluate.Task, code: str, variant: str, run_dir: Path
            "nn_similarity_median": memorisation["median_synth_to_train"]}
     comparisons = []
     if len(accepted):
-        tag = hashlib.sha256(accepted.tobytes()).hexdigest()[:16]
         result = evaluate.run_variant(task, f"gan@{plan.ratio:g}", plan.eval_seeds, plan.classifier_epochs,
                                       Path(plan.out_dir) / "classifiers" / code, task.scaler.transform(accepted),
-                                      tag, label=variant)
+                                      evaluate.synthetic_tag(accepted), label=variant)
         table = evaluate.utility_table(task, [result], plan.n_boot).set_index("metric")
         for metric in ("auroc", "auprc"):
             row |= {metric: table.at[metric, "mean"], f"{metric}_ci": (table.at[metric, "ci_low"],
@@ -133,8 +131,9 @@ def evaluate_variants(plan: Plan, runs: dict[tuple[str, str], Path]) -> tuple[pd
             rows.append({"code": code, "variant": name, **{m: table.at[m, "mean"] for m in ("auroc", "auprc")},
                          **{f"{m}_ci": (table.at[m, "ci_low"], table.at[m, "ci_high"]) for m in ("auroc", "auprc")},
                          "n_test_positives": int(task.y["test"].sum())})
+        real_features = physiology.ecg_features(task.positives_mv("train"), delineate=False)
         for variant in [v for v in VARIANTS if (v, code) in runs]:
-            row, comps = _row(plan, task, code, variant, runs[(variant, code)], baselines)
+            row, comps = _row(plan, task, code, variant, runs[(variant, code)], baselines, real_features)
             rows.append(row)
             comparisons += comps
     comparisons = pd.DataFrame(comparisons)
