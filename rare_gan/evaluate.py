@@ -93,13 +93,15 @@ def n_to_add(n_total: int, n_pos: int, ratio: float) -> int:
 
 
 def jitter(x: np.ndarray, rng: np.random.Generator, max_shift: int = 20, scale: float = 0.1,
-           noise: float = 0.003) -> np.ndarray:
+           noise: float = 0.003, clip: bool = True) -> np.ndarray:
     """Classical augmentation of scaled ECGs: amplitude ×(1±scale), circular shift ≤ ``max_shift`` samples
-    (0.2 s at 100 Hz), Gaussian noise of SD ``noise`` (scaled units; ≈0.01 mV)."""
+    (0.2 s at 100 Hz), Gaussian noise of SD ``noise`` (scaled units; ≈0.01 mV), clipped to [-1, 1]
+    unless ``clip`` is False (for ECGs in mV)."""
     gains = rng.uniform(1 - scale, 1 + scale, size=(len(x), 1, 1)).astype(np.float32)
     shifts = rng.integers(-max_shift, max_shift + 1, size=len(x))
     shifted = np.stack([np.roll(e, s, axis=0) for e, s in zip(x, shifts)]) if len(x) else x
-    return np.clip(shifted * gains + rng.normal(0, noise, size=x.shape).astype(np.float32), -1, 1)
+    out = shifted * gains + rng.normal(0, noise, size=x.shape).astype(np.float32)
+    return np.clip(out, -1, 1) if clip else out
 
 
 def training_set(task: Task, variant: str, seed: int, synthetic: np.ndarray | None = None):

@@ -28,11 +28,14 @@ class GeneratorRun:
     scaler: SignalScaler
     run_dir: Path
     checkpoint_sha256: str
+    label_combinations: dict[str, int] | None = None
+    """Conditional runs: the label-code combinations of its training records and their counts."""
 
     @property
     def provenance(self) -> dict:
         """What identifies the model that made an ECG (written into every synthetic record)."""
-        return {"run_dir": str(self.run_dir), "run_name": self.config.name, "target": ",".join(self.config.target),
+        return {"run_dir": str(self.run_dir), "run_name": self.config.name, "recipe": self.config.recipe,
+                "target": ",".join(self.config.target), "init_from": self.config.init_from,
                 "lr_generator": self.config.lr_generator, "lr_discriminator": self.config.lr_discriminator,
                 "epochs": self.config.epochs, "train_seed": self.config.seed, "loss": self.config.loss,
                 "lead_consistent": self.config.lead_consistent,
@@ -43,7 +46,7 @@ def load_run(run_dir: str | Path) -> GeneratorRun:
     """Load ``generator.keras``, ``config.json`` and the scaler of a finished training run."""
     import keras
 
-    from rare_gan import models  # noqa: F401  (registers the custom layers for deserialisation)
+    from rare_gan import ecgnets, models  # noqa: F401  (register the custom layers for deserialisation)
 
     run_dir = Path(run_dir)
     model_path = run_dir / "generator.keras"
@@ -53,7 +56,8 @@ def load_run(run_dir: str | Path) -> GeneratorRun:
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()
     return GeneratorRun(generator=keras.saving.load_model(model_path, compile=False),
                         config=TrainConfig.from_dict(saved["train"]),
-                        scaler=SignalScaler.from_dict(saved["scaler"]), run_dir=run_dir, checkpoint_sha256=digest)
+                        scaler=SignalScaler.from_dict(saved["scaler"]), run_dir=run_dir, checkpoint_sha256=digest,
+                        label_combinations=saved["data"].get("label_combinations"))
 
 
 def latent_vectors(n: int, latent_dim: int, seed: int) -> np.ndarray:
@@ -75,7 +79,7 @@ def generate_scaled(generator, latent: np.ndarray, batch_size: int = 256, labels
                     ) -> np.ndarray:
     """Generator output in the scaled space (n, 1000, 12), inference mode, in batches of exactly ``batch_size``.
 
-    ``labels`` (int class indices, one per latent vector) are required by a conditional generator.
+    ``labels`` (multi-hot rows, one per latent vector) are required by a conditional generator.
     """
     step = _inference_fn(generator)
     parts = []
@@ -85,26 +89,48 @@ def generate_scaled(generator, latent: np.ndarray, batch_size: int = 256, labels
         z[:len(chunk)] = chunk
         inputs = z
         if labels is not None:
-            y = np.zeros(batch_size, np.int32)
+            y = np.zeros((batch_size, labels.shape[1]), np.float32)
             y[:len(chunk)] = labels[start:start + batch_size]
             inputs = [z, y]
         parts.append(step(inputs).numpy()[:len(chunk)])
     return np.concatenate(parts) if parts else np.zeros((0, 1000, 12), np.float32)
 
 
+def condition_labels(run: GeneratorRun, code: str, n: int, seed: int) -> np.ndarray:
+    """Multi-hot labels for ``n`` ECGs of ``code`` (one code or a comma list: any of them) from a
+    conditional run: combinations of codes drawn (seeded) from the run's training records that
+    carry it, in proportion to their counts, so co-occurring statements (rhythm, other diagnoses)
+    keep their real frequencies."""
+    from rare_gan.train import multi_hot
+
+    wanted = {c.strip().upper() for c in code.split(",") if c.strip()}
+    label_codes = run.config.label_codes or []
+    if not wanted <= set(label_codes):
+        raise ValueError(f"this conditional run knows codes {label_codes}; {sorted(wanted - set(label_codes))} "
+                         "are not among them")
+    combos = {k: v for k, v in (run.label_combinations or {}).items() if wanted & set(k.split(","))}
+    if not combos:
+        raise ValueError(f"none of this run's training records carries {sorted(wanted)}: nothing to condition on")
+    names = sorted(combos)
+    weights = np.asarray([combos[k] for k in names], np.float64)
+    picks = np.random.default_rng([seed, 7]).choice(len(names), n, p=weights / weights.sum())
+    rows = multi_hot([names[i].split(",") for i in picks], label_codes)
+    return rows
+
+
 def generate(run: GeneratorRun, n: int, seed: int = 0, batch_size: int = 256, code: str | None = None) -> np.ndarray:
     """``n`` synthetic ECGs (n, 1000, 12) in mV from ``run``; reproducible for a given ``seed``.
 
-    A conditional run needs ``code``, one of its ``config.class_names``; the same seed then gives
-    the same latent vectors for every code.
+    A conditional run generates ``code`` (default: its target; needed for a pretrained run on
+    every record) with labels from :func:`condition_labels`.
     """
     latent = latent_vectors(n, run.config.latent_dim, seed)
     labels = None
     if run.config.conditional:
-        names = run.config.class_names
-        if code is None or code.upper() not in names:
-            raise ValueError(f"this conditional run generates {names}; pass code= one of them (got {code!r})")
-        labels = np.full(n, names.index(code.upper()), np.int32)
+        code = code or (",".join(run.config.target) if run.config.target != ["ALL"] else None)
+        if code is None:
+            raise ValueError("this run was trained on every record; pass code= the SCP code to generate")
+        labels = condition_labels(run, code, n, seed)
     elif code is not None and code.upper() not in run.config.target:
         raise ValueError(f"this run generates {run.config.target} only (got code={code!r})")
     return run.scaler.inverse(generate_scaled(run.generator, latent, batch_size, labels))
@@ -113,7 +139,7 @@ def generate(run: GeneratorRun, n: int, seed: int = 0, batch_size: int = 256, co
 def generation_rate(generator, latent_dim: int, n: int = 4096, batch_size: int = 256) -> float:
     """Measured generation throughput in ECGs/s (after one warm-up batch)."""
     latent = latent_vectors(n, latent_dim, 0)
-    labels = np.zeros(n, np.int32) if len(generator.inputs) > 1 else None
+    labels = np.zeros((n, generator.inputs[1].shape[-1]), np.float32) if len(generator.inputs) > 1 else None
     generate_scaled(generator, latent[:batch_size], batch_size, None if labels is None else labels[:batch_size])
     start = time.perf_counter()
     generate_scaled(generator, latent, batch_size, labels)

@@ -132,16 +132,17 @@ def build_generator(
     lead_consistent: bool = True,
     base_length: int = 125,
     filters: Sequence[int] = (128, 64),
-    kernel_size: int = 4,
+    kernel_size: int = 5,
     n_refine: int = 1,
     upsample: str = "transpose",
-    n_classes: int = 0,
+    n_labels: int = 0,
     label_dim: int = 32,
 ) -> keras.Model:
     """Generator ``z (batch, latent_dim) -> ECG (batch, base_length * 2**(len(filters)+1), 12)``.
 
-    ``n_classes > 0`` makes it conditional: inputs ``[z, label]`` (label an int class index), the
-    label's learnt ``label_dim`` embedding concatenated to ``z`` before the projection.
+    ``n_labels > 0`` makes it conditional: inputs ``[z, labels]`` (a multi-hot float vector of
+    ``n_labels`` SCP codes), its learnt linear ``label_dim`` embedding concatenated to ``z`` before
+    the projection.
 
     Dense(base_length·filters[0]) → BN → LeakyReLU → Reshape, then one stride-2 ``Conv1DTranspose``
     stage per entry of ``filters`` (each → BN → LeakyReLU), with ``n_refine``
@@ -152,10 +153,9 @@ def build_generator(
     [-1, 1]) and :class:`LeadConsistent12` derives III, aVR, aVL, aVF exactly (these may exceed
     [-1, 1]). ``False``: 12 free channels. Outputs are float32 under any dtype policy.
 
-    ``kernel_size`` defaults to 4, a multiple of the stride 2: every output sample of a stride-2
-    transposed conv then gets the same number of kernel taps, which avoids the period-2
-    "checkerboard" pattern (high-frequency ripple at 50 Hz, 25 Hz, ...) that kernel 5 gives (the
-    research fixes the stages and channels, not this detail). ``upsample="nearest"`` replaces each
+    ``kernel_size`` 5 is the research's; 4, a multiple of the stride 2, gives every output sample of
+    a stride-2 transposed conv the same number of kernel taps and so avoids the period-2
+    "checkerboard" pattern (high-frequency ripple at 50 Hz, 25 Hz, ...) that 5 gives. ``upsample="nearest"`` replaces each
     transposed conv by nearest-neighbour ``UpSampling1D(2)`` + ``Conv1D(kernel_size)`` (artefact-free
     by construction, but twice the FLOPs of those layers: ≈ 94 MFLOP forward with the defaults,
     over the 80 MFLOP CPU budget that the default ≈ 59 MFLOP keeps).
@@ -173,10 +173,10 @@ def build_generator(
 
     z = keras.Input(shape=(latent_dim,), name="z")
     inputs, x = z, z
-    if n_classes:
-        label = keras.Input(shape=(), dtype="int32", name="label")
-        embedded = layers.Embedding(n_classes, label_dim, name="label_embedding")(label)
-        inputs, x = [z, label], layers.Concatenate(name="condition")([z, embedded])
+    if n_labels:
+        labels = keras.Input(shape=(n_labels,), name="labels")
+        embedded = layers.Dense(label_dim, use_bias=False, name="label_embedding")(labels)
+        inputs, x = [z, labels], layers.Concatenate(name="condition")([z, embedded])
     x = layers.Dense(base_length * filters[0], use_bias=False, name="project")(x)
     x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(0.2, name="project_act")(x)
@@ -244,18 +244,18 @@ def _conv_trunk(
 
 
 def _build_cnn(name, input_length, n_leads, stem_filters, block_filters, norm, dropout,
-               pooling="average", n_classes=0) -> keras.Model:
+               pooling="average", n_labels=0) -> keras.Model:
     ecg = keras.Input(shape=(input_length, n_leads), name="ecg")
     h = _conv_trunk(ecg, stem_filters=stem_filters, block_filters=block_filters, norm=norm, dropout=dropout,
                     pooling=pooling)
     logit = layers.Dense(1, dtype="float32", name="logit")(h)
-    if not n_classes:
+    if not n_labels:
         return keras.Model(ecg, logit, name=name)
-    # projection discriminator (Miyato & Koyama 2018): logit + <embed(label), features>
-    label = keras.Input(shape=(), dtype="int32", name="label")
-    embedded = layers.Embedding(n_classes, h.shape[-1], name="label_projection")(label)
+    # projection discriminator (Miyato & Koyama 2018): logit + <embed(labels), features>
+    labels = keras.Input(shape=(n_labels,), name="labels")
+    embedded = layers.Dense(h.shape[-1], use_bias=False, name="label_projection")(labels)
     projection = layers.Dot(axes=1, dtype="float32", name="projection")([embedded, h])
-    return keras.Model([ecg, label], layers.Add(dtype="float32", name="logit_conditional")([logit, projection]),
+    return keras.Model([ecg, labels], layers.Add(dtype="float32", name="logit_conditional")([logit, projection]),
                        name=name)
 
 
@@ -267,19 +267,19 @@ def build_discriminator(
     norm: str | None = None,
     dropout: float = 0.0,
     pooling: str = "average",
-    n_classes: int = 0,
+    n_labels: int = 0,
 ) -> keras.Model:
     """Critic ``ECG (batch, input_length, n_leads) -> real/fake logit (batch, 1)`` (no sigmoid).
 
     Shared inception/residual trunk (see :func:`_conv_trunk`) without BatchNorm, so per-sample
     gradient penalties (WGAN-GP) stay valid; ``norm="layer"`` adds LayerNormalization.
-    ``n_classes > 0``: inputs ``[ecg, label]`` and a projection head (the class embedding's dot
-    product with the pooled features is added to the logit).
+    ``n_labels > 0``: inputs ``[ecg, labels]`` (multi-hot) and a projection head (the labels' linear
+    embedding's dot product with the pooled features is added to the logit).
     """
     if norm == "batch":
         raise ValueError("BatchNorm in the discriminator breaks WGAN-GP; use norm=None or 'layer'")
     return _build_cnn("discriminator", input_length, n_leads, stem_filters, block_filters, norm, dropout, pooling,
-                      n_classes)
+                      n_labels)
 
 
 def build_classifier(

@@ -3,13 +3,15 @@
 Layout written under ``outputs/``::
 
     01_explore_ptbxl.ipynb, 02_build_gan.ipynb, 05_evaluate.ipynb   executed notebooks
-    Rare_GAN/                  Initial config (D 2e-4, G 2e-4)
+    pretrained/<recipe>-seed<k>-<digest>/  the default recipe's pretraining on every training record (cached)
+    Rare_GAN/                  default recipe, Initial learning rates (D 2e-4, G 2e-4)
         arrhythmia_gan_outputs/      trainer run folder (config, history, checkpoints, models, samples)
         generated_ecgs/              every generated ECG (WFDB, SYNTHETIC) + metadata CSV
         fake_arrhythmia_candidates/  the vetted ones + candidates.csv
         03_train.ipynb, 04_generate_candidates.ipynb, Rare_GAN.ipynb (both, merged), metrics.json
-    Rare_GAN_Improved/         Modified config (D 1e-4, G 4e-4); trainer folder arrhythmia_gan_outputs_tuned/
-    comparison.md, comparison/  Initial vs Modified
+    Rare_GAN_Improved/         Modified learning rates (D 1e-4, G 4e-4); trainer folder arrhythmia_gan_outputs_tuned/
+    research/Rare_GAN/, research/Rare_GAN_Improved/   the research recipe, same layout (full profile)
+    comparison.md, comparison/  every run against real ECGs and each other
     RUN_INFO.json              profile, data, target, wall time per step
 
 A folder counts as finished only once its ``_COMPLETE`` marker exists; executed notebooks are
@@ -29,46 +31,50 @@ from pathlib import Path
 from typing import Sequence
 
 from rare_gan import atomic
+from rare_gan.recipes import DEFAULT_RECIPE, EXPERIMENTS, Experiment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_explore_ptbxl", "02_build_gan", "03_train", "04_generate_candidates", "05_evaluate")
-VARIANTS_NOTEBOOK = "06_beyond_one_gan"
-"""Run by ``--variants CODES`` only: it trains a dozen GANs."""
 
 PROFILES: dict[str, dict] = {
     # nbval in the test suite: seconds per notebook, checks the mechanics only
-    "test": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 16, "n_generate": 24, "classifier_epochs": 1,
-             "eval_seeds": [0], "n_bootstrap": 100, "ratios": [0.25], "n_examples": 1, "sample_every": 1,
-             "checkpoint_every": 1, "variant_epochs": 1, "variant_steps": 1, "finetune_epochs": 1},
-    # a few minutes on 2 CPU cores: every output exists, numbers are not yet meaningful
-    "quick": {"epochs": 20, "steps_per_epoch": 25, "batch_size": 32, "n_generate": 256, "classifier_epochs": 6,
-              "eval_seeds": [0], "n_bootstrap": 500, "ratios": [0.1, 0.25, 0.5], "n_examples": 2,
-              "sample_every": 5, "checkpoint_every": 5, "variant_epochs": 10, "variant_steps": 25,
-              "finetune_epochs": 5},
-    # the real experiment
-    "full": {"epochs": 150, "steps_per_epoch": 20, "batch_size": 64, "n_generate": 1000, "classifier_epochs": 30,
-             "eval_seeds": [0, 1, 2], "n_bootstrap": 1000, "ratios": [0.1, 0.25, 0.5], "n_examples": 3,
-             "sample_every": 10, "checkpoint_every": 10, "variant_epochs": 40, "variant_steps": 25,
-             "finetune_epochs": 20},
+    "test": {"recipes": ["beat", "research"], "n_generate": 24, "classifier_epochs": 1, "eval_seeds": [0],
+             "n_bootstrap": 100, "ratios": [0.25], "n_examples": 1, "sample_every": 1, "checkpoint_every": 1},
+    # a few minutes on 2 CPU cores: the default recipe end to end, numbers not yet meaningful
+    "quick": {"recipes": ["beat"], "n_generate": 256, "classifier_epochs": 6, "eval_seeds": [0], "n_bootstrap": 500,
+              "ratios": [0.1, 0.25, 0.5], "n_examples": 2, "sample_every": 5, "checkpoint_every": 5},
+    # the real experiment: the default recipe and the research's, both learning-rate configurations
+    "full": {"recipes": ["beat", "research"], "n_generate": 1000, "classifier_epochs": 30, "eval_seeds": [0, 1, 2],
+             "n_bootstrap": 1000, "ratios": [0.1, 0.25, 0.5], "n_examples": 3, "sample_every": 10,
+             "checkpoint_every": 10},
 }
 
 
 @dataclass(frozen=True)
-class Experiment:
-    """One learning-rate configuration of the research and where its outputs go."""
+class Run:
+    """One trained configuration of the pipeline: a recipe with one of the research's learning-rate pairs."""
 
-    name: str
-    folder: str
-    trainer_folder: str
-    lr_generator: float
-    lr_discriminator: float
+    recipe: str
+    experiment: Experiment
+
+    @property
+    def label(self) -> str:
+        """How reports name it: "Initial" / "Modified" for the default recipe, "research Initial", ..."""
+        return self.experiment.name if self.recipe == DEFAULT_RECIPE else f"{self.recipe} {self.experiment.name}"
+
+    def folder(self, out_dir: Path) -> Path:
+        """``Rare_GAN/`` or ``Rare_GAN_Improved/`` (under ``<recipe>/`` unless it is the default recipe)."""
+        root = Path(out_dir) if self.recipe == DEFAULT_RECIPE else Path(out_dir) / self.recipe
+        return root / self.experiment.folder
+
+    def trainer_dir(self, out_dir: Path) -> Path:
+        return self.folder(out_dir) / self.experiment.trainer_folder
 
 
-EXPERIMENTS = (
-    Experiment("Initial", "Rare_GAN", "arrhythmia_gan_outputs", lr_generator=2e-4, lr_discriminator=2e-4),
-    Experiment("Modified", "Rare_GAN_Improved", "arrhythmia_gan_outputs_tuned", lr_generator=4e-4,
-               lr_discriminator=1e-4),
-)
+def runs_of(profile: str) -> list[Run]:
+    """Every run of a profile, default recipe first."""
+    return [Run(recipe, experiment) for recipe in PROFILES[profile]["recipes"] for experiment in EXPERIMENTS]
+
 
 # Rare rhythm codes of the research, in order of preference; the pipeline takes the first with
 # enough records on disk (the DEMO dataset's rare class is AFIB).
@@ -77,39 +83,33 @@ MIN_TRAIN_RECORDS, MIN_TEST_RECORDS = 20, 2
 
 
 def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: Path, target: str | None = None,
-                        experiment: Experiment = EXPERIMENTS[0], seed: int = 0, resume: bool = False) -> dict:
-    """The papermill parameters of notebook ``name`` for one profile (and experiment, for 03/04)."""
+                        run: Run | None = None, seed: int = 0, resume: bool = False) -> dict:
+    """The papermill parameters of notebook ``name`` for one profile (and run, for 03/04)."""
     p = PROFILES[profile]
     out_dir = Path(out_dir)
+    run = run or runs_of(profile)[0]
     common = {"data_dir": data_dir, "seed": seed}
     if target is not None:
         common["target"] = target
-    run_folder = out_dir / experiment.folder
     if name == "01_explore_ptbxl":
         return {**common, "out_dir": str(out_dir), "n_examples": p["n_examples"]}
     if name == "02_build_gan":
         return {"seed": seed, "out_dir": str(out_dir)}
     if name == "03_train":
-        return {**common, "lr_g": experiment.lr_generator, "lr_d": experiment.lr_discriminator,
-                "epochs": p["epochs"], "batch_size": p["batch_size"], "steps_per_epoch": p["steps_per_epoch"],
-                "sample_every": p["sample_every"], "checkpoint_every": p["checkpoint_every"],
-                "name": experiment.name, "out_dir": str(run_folder / experiment.trainer_folder), "resume": resume}
+        return {**common, "recipe": run.recipe, "profile": profile, "lr_g": run.experiment.lr_generator,
+                "lr_d": run.experiment.lr_discriminator, "sample_every": p["sample_every"],
+                "checkpoint_every": p["checkpoint_every"], "name": run.label, "out_dir": str(run.trainer_dir(out_dir)),
+                "outputs": str(out_dir), "resume": resume}
     if name == "04_generate_candidates":
-        return {**common, "run_dir": str(run_folder / experiment.trainer_folder), "out_dir": str(run_folder),
+        return {**common, "run_dir": str(run.trainer_dir(out_dir)), "out_dir": str(run.folder(out_dir)),
                 "n_generate": p["n_generate"], "classifier_epochs": p["classifier_epochs"],
                 "classifier_dir": str(out_dir / "classifiers")}
     if name == "05_evaluate":
-        runs = {e.name: str(out_dir / e.folder) for e in EXPERIMENTS}
+        runs = {r.label: str(r.folder(out_dir)) for r in runs_of(profile)}
         return {**common, "out_dir": str(out_dir), "run_folders": runs, "eval_seeds": p["eval_seeds"],
                 "classifier_epochs": p["classifier_epochs"], "n_bootstrap": p["n_bootstrap"], "ratios": p["ratios"],
                 "n_generate": p["n_generate"], "classifier_dir": str(out_dir / "classifiers")}
-    if name == VARIANTS_NOTEBOOK:
-        return {"codes": target, "data_dir": data_dir, "out_dir": str(out_dir / "variants"),
-                "epochs": p["variant_epochs"], "steps_per_epoch": p["variant_steps"],
-                "batch_size": min(p["batch_size"], 32), "finetune_epochs": p["finetune_epochs"],
-                "classifier_epochs": min(p["classifier_epochs"], 10), "eval_seeds": p["eval_seeds"][:2],
-                "n_generate": min(p["n_generate"], 300)}
-    raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS + (VARIANTS_NOTEBOOK,)}")
+    raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS}")
 
 
 def prepare_notebook(source: Path, dest: Path, parameters: dict) -> Path:
@@ -196,7 +196,7 @@ class Pipeline:
 
 
 def run(profile: str = "quick", data_dir: str | None = None, target: str | None = None, resume: bool = False,
-        out_dir: Path | None = None, seed: int = 0, variant_codes: str | None = None) -> Path:
+        out_dir: Path | None = None, seed: int = 0) -> Path:
     """Run the whole pipeline; return the outputs folder."""
     from rare_gan.data import load_metadata
 
@@ -207,33 +207,32 @@ def run(profile: str = "quick", data_dir: str | None = None, target: str | None 
     target = target or choose_target(meta)
     meta.validate_codes(target)
     print(f"[run_all] profile={profile} data={meta.root}{' (DEMO)' if meta.demo else ''} target={target} "
-          f"out={out_dir}", file=sys.stderr)
+          f"recipes={','.join(PROFILES[profile]['recipes'])} out={out_dir}", file=sys.stderr)
     atomic.mark_incomplete(out_dir)
     pipe = Pipeline(out_dir, resume)
     start = time.perf_counter()
     kw = {"profile": profile, "data_dir": data_arg, "out_dir": out_dir, "target": target, "seed": seed}
     for name in NOTEBOOKS[:2]:
         pipe.step(name, name, out_dir / f"{name}.ipynb", notebook_parameters(name, **kw))
-    for experiment in EXPERIMENTS:
-        folder = out_dir / experiment.folder
-        folder.mkdir(exist_ok=True)
+    for r in runs_of(profile):
+        folder = r.folder(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
         atomic.mark_incomplete(folder)
+        key = folder.relative_to(out_dir).as_posix()
         for name in NOTEBOOKS[2:4]:
-            params = notebook_parameters(name, experiment=experiment, resume=resume, **kw)
-            pipe.step(f"{experiment.folder}/{name}", name, folder / f"{name}.ipynb", params)
+            pipe.step(f"{key}/{name}", name, folder / f"{name}.ipynb",
+                      notebook_parameters(name, run=r, resume=resume, **kw))
         merge_notebooks([folder / f"{n}.ipynb" for n in NOTEBOOKS[2:4]], folder / "Rare_GAN.ipynb",
-                        f"# Rare_GAN — {experiment.name} configuration (D lr {experiment.lr_discriminator:g}, "
-                        f"G lr {experiment.lr_generator:g})\n\nExecuted by `./run_all.sh --profile {profile}`; "
-                        f"target {target}; data {meta.root}{' (DEMO)' if meta.demo else ''}.")
+                        f"# Rare_GAN — {r.recipe} recipe, {r.experiment.name} configuration (D lr "
+                        f"{r.experiment.lr_discriminator:g}, G lr {r.experiment.lr_generator:g})\n\nExecuted by "
+                        f"`./run_all.sh --profile {profile}`; target {target}; data {meta.root}"
+                        f"{' (DEMO)' if meta.demo else ''}.")
     pipe.step("05_evaluate", "05_evaluate", out_dir / "05_evaluate.ipynb", notebook_parameters("05_evaluate", **kw))
-    if variant_codes:
-        meta.validate_codes(variant_codes)
-        params = notebook_parameters(VARIANTS_NOTEBOOK, **{**kw, "target": variant_codes})
-        pipe.step(VARIANTS_NOTEBOOK, VARIANTS_NOTEBOOK, out_dir / f"{VARIANTS_NOTEBOOK}.ipynb", params)
-    for experiment in EXPERIMENTS:
-        atomic.mark_complete(out_dir / experiment.folder, {"profile": profile, "target": target})
+    for r in runs_of(profile):
+        atomic.mark_complete(r.folder(out_dir), {"profile": profile, "target": target, "recipe": r.recipe})
     info = {"profile": profile, "data_dir": str(meta.root), "demo": meta.demo, "target": target, "seed": seed,
-            "step_seconds": pipe.timings, "total_seconds": time.perf_counter() - start}
+            "recipes": PROFILES[profile]["recipes"], "step_seconds": pipe.timings,
+            "total_seconds": time.perf_counter() - start}
     atomic.write_json(out_dir / "RUN_INFO.json", info)
     atomic.mark_complete(out_dir, info)
     return out_dir
@@ -251,19 +250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="skip steps already done with the same parameters; resume interrupted training")
     parser.add_argument("--out", help="outputs folder (default: outputs/)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--variants", metavar="CODES",
-                        help="also run notebooks/06_beyond_one_gan for these codes (e.g. PAC,CLBBB,PVC): "
-                             "conditional, augmented and fine-tuned GANs compared per code (hours on 2 CPU cores)")
     args = parser.parse_args(argv)
     from rare_gan.data import DataError
 
     try:
-        out = run(args.profile, args.data, args.target, args.resume, Path(args.out) if args.out else None, args.seed,
-                  args.variants)
+        out = run(args.profile, args.data, args.target, args.resume, Path(args.out) if args.out else None, args.seed)
     except (StepFailed, DataError) as exc:
         print(f"[run_all] error: {exc}", file=sys.stderr)
         return 1
-    print(f"[run_all] done. Results: {out}/comparison.md, {out}/Rare_GAN/, {out}/Rare_GAN_Improved/")
+    print(f"[run_all] done. Results: {out}/comparison.md, {out}/Rare_GAN/, {out}/Rare_GAN_Improved/"
+          + (f", {out}/research/" if "research" in PROFILES[args.profile]["recipes"] else ""))
     return 0
 
 

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rare_gan.pipeline import (EXPERIMENTS, NOTEBOOKS, REPO_ROOT, VARIANTS_NOTEBOOK, notebook_parameters,
-                               prepare_notebook)
+from rare_gan.pipeline import NOTEBOOKS, REPO_ROOT, notebook_parameters, prepare_notebook, runs_of
 
 NBVAL_DIR = REPO_ROOT / "build" / "nbval"
 
@@ -22,24 +21,19 @@ NBVAL_DIR = REPO_ROOT / "build" / "nbval"
 def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
     """Copies of the notebooks with the ``test`` profile's parameters injected, in execution order.
 
-    03 and 04 are prepared once per experiment (``03_train.ipynb`` for Initial,
-    ``03_train_modified.ipynb`` for Modified, ...) so that 05 compares two trained runs; the
-    names sort in the order pytest runs them.
+    03 and 04 are prepared once per run of the profile (``03_train_0.ipynb`` for the default
+    recipe's Initial run, ``03_train_1.ipynb`` for its Modified run, ...) so that 05 compares
+    trained runs; the names sort in the order pytest runs them.
     """
     out_dir = dest / "outputs"
     prepared = []
     for name in NOTEBOOKS:
-        per_experiment = name in ("03_train", "04_generate_candidates")
-        for experiment in EXPERIMENTS if per_experiment else EXPERIMENTS[:1]:
-            suffix = f"_{experiment.name.lower()}" if per_experiment and experiment is not EXPERIMENTS[0] else ""
-            params = notebook_parameters(name, profile="test", data_dir="demo", out_dir=out_dir,
-                                         experiment=experiment)
+        runs = list(enumerate(runs_of("test"))) if name in ("03_train", "04_generate_candidates") else [(None, None)]
+        for index, run in runs:
+            suffix = "" if index is None else f"_{index}"
+            params = notebook_parameters(name, profile="test", data_dir="demo", out_dir=out_dir, run=run)
             prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{name}.ipynb",
                                              dest / f"{name}{suffix}.ipynb", params))
-    params = notebook_parameters(VARIANTS_NOTEBOOK, profile="test", data_dir="demo", out_dir=out_dir,
-                                 target="AFIB,STACH")
-    prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{VARIANTS_NOTEBOOK}.ipynb",
-                                     dest / f"{VARIANTS_NOTEBOOK}.ipynb", params))
     return sorted(prepared)
 
 

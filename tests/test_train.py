@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rare_gan import atomic, generate, train
+from rare_gan import atomic, gan, generate, train
 from tests.conftest import REPO
 
 TINY = dict(target="AFIB", data_dir="demo", epochs=4, steps_per_epoch=2, batch_size=8, checkpoint_every=2,
-            sample_every=2)
+            sample_every=2, diff_augment=True)
 
 
 @pytest.fixture(scope="module")
@@ -44,22 +44,23 @@ def test_training_data_is_training_folds_only(afib_data, demo_dir):
 def test_discriminator_step_lowers_its_loss(afib_data):
     config = train.TrainConfig(**{**TINY, "lr_discriminator": 1e-3})
     train.seed_everything(0)
-    gan = train.make_gan(*train.build_models(config), config)
+    model = gan.make_gan(*gan.build_models(config), config)
     real = afib_data.x_scaled[:8]
-    fake = gan.generator(np.random.default_rng(0).standard_normal((8, 100)).astype("float32"), training=False)
+    fake = model.generator(np.random.default_rng(0).standard_normal((8, 100)).astype("float32"), training=False)
 
     def d_loss():
-        return float(gan.discriminator_loss(gan.discriminator(real, training=False),
-                                            gan.discriminator(fake, training=False)))
+        return float(model.discriminator_loss(model.discriminator(real, training=False),
+                                              model.discriminator(fake, training=False)))
 
     before = d_loss()
     for _ in range(3):
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            loss = gan.discriminator_loss(gan.discriminator(real, training=True), gan.discriminator(fake, training=True))
-        grads = tape.gradient(loss, gan.discriminator.trainable_weights)
-        gan.d_optimizer.apply_gradients(zip(grads, gan.discriminator.trainable_weights))
+            loss = model.discriminator_loss(model.discriminator(real, training=True),
+                                            model.discriminator(fake, training=True))
+        grads = tape.gradient(loss, model.discriminator.trainable_weights)
+        model.d_optimizer.apply_gradients(zip(grads, model.discriminator.trainable_weights))
     assert d_loss() < before
 
 
@@ -98,10 +99,11 @@ def test_same_seed_and_resume_are_bit_identical_without_r1(afib_data, tmp_path):
         assert (tmp_path / "cut" / name).is_file(), name
 
 
-def test_default_recipe_reproduces_to_float_rounding(afib_data, tmp_path):
-    """With R1 on (the default), the penalty's second-order gradient graph is not bit-stable on CPU:
-    repeated and resumed runs agree to float rounding, not bit for bit (README, Reproducibility)."""
-    whole, again, resumed = _whole_twice_and_resumed(train.TrainConfig(**TINY), afib_data, tmp_path)
+def test_r1_runs_reproduce_to_float_rounding(afib_data, tmp_path):
+    """With R1 on, the penalty's second-order gradient graph is not bit-stable on CPU: repeated
+    and resumed runs agree to float rounding, not bit for bit (README, Reproducibility)."""
+    config = train.TrainConfig(**TINY, r1_weight=0.1, r1_every=2)
+    whole, again, resumed = _whole_twice_and_resumed(config, afib_data, tmp_path)
     for other in (again, resumed):
         pd.testing.assert_frame_equal(whole, other, check_exact=False, rtol=1e-3, atol=1e-4)
 
@@ -171,7 +173,7 @@ def _cli(*args):
 
 def test_cli_trains(tmp_path):
     out = _cli("--target", "AFIB", "--data", "demo", "--out", str(tmp_path / "run"), "--config", "modified",
-               "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8")
+               "--recipe", "research", "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8")
     assert out.returncode == 0, out.stderr[-2000:]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert (saved["lr_generator"], saved["lr_discriminator"]) == (4e-4, 1e-4)

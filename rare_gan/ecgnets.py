@@ -1,0 +1,282 @@
+"""Networks of the default recipe: a beat-and-rhythm generator and a multi-scale discriminator.
+
+The research's generator maps noise straight to 1000 × 12 samples with a receptive field shorter
+than one beat, so it must discover on its own that an ECG is one P–QRS–T complex repeated at
+intervals, identically in every lead; trained for minutes on a CPU it makes spike trains. The
+generator here builds that structure in and learns everything else:
+
+* a **rhythm head** (MLP from the latent code) gives a mean heart rate, per-beat RR deviations, a
+  phase, per-beat amplitudes and a soft choice among ``n_templates`` beat shapes (e.g. sinus and
+  ectopic beats), so ectopic timing and morphology can be correlated beat by beat;
+* a **template decoder** (Dense → nearest-neighbour upsampling + :class:`~rare_gan.models.ResidualInception1D`
+  blocks) draws the ``n_templates`` beat shapes of this ECG on the 8 independent leads (``beat_length``
+  samples around the R peak);
+* :class:`BeatRenderer` places every beat at its (fractional, differentiable) R time and sums them
+  (overlap-add), so all leads share one rhythm;
+* a **residual decoder** (Dense → upsampling convolutions to full rate) adds what is not a repeated
+  beat: baseline wander, noise, fibrillation/flutter waves; its gain starts small.
+
+The 8 leads then go through :class:`~rare_gan.models.LeadConsistent12`, so Einthoven's and
+Goldberger's laws hold exactly. Conditioning is on a multi-hot vector of SCP codes (one record may
+carry several), embedded and concatenated to the noise in G and projected onto the pooled features
+in D (Miyato & Koyama 2018).
+
+:func:`build_multiscale_discriminator` judges the ECG at full rate (morphology) and average-pooled
+by 4 (the whole 10 s rhythm at 25 Hz), each an inception/residual trunk with its own logit.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from rare_gan.leads import INDEPENDENT_LEADS, N_LEADS, N_SAMPLES, SAMPLING_RATE_HZ
+from rare_gan.models import LeadConsistent12, ResidualInception1D, _PACKAGE
+
+N_INDEPENDENT = len(INDEPENDENT_LEADS)
+HR_RANGE_BPM = (35.0, 190.0)
+"""Heart rates the rhythm head can produce (mean over the ECG)."""
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BeatRenderer(layers.Layer):
+    """Sum of beat templates placed at R-peak times: ``(rhythm, weights, templates) -> (batch, T, leads)``.
+
+    Inputs, per ECG:
+
+    * ``rhythm`` ``(batch, 2 + n_beats)``: [mean RR logit, phase logit, per-beat RR deviation logits];
+    * ``weights`` ``(batch, n_beats, n_templates)``: amplitude × template choice of each beat (≥ 0);
+    * ``templates`` ``(batch, n_templates, beat_length, leads)``: beat shapes, R peak at ``r_offset``.
+
+    Mean RR = 60 s / HR with HR mapped into :data:`HR_RANGE_BPM` by a sigmoid; beat *k*'s RR is the
+    mean × exp(``max_rr_log_dev`` · tanh(deviation_k)); the first R falls at −phase · RR₀ … so the
+    record may start anywhere in a cycle. Each R time t_k (fractional samples) is spread over its two
+    neighbouring samples by linear interpolation (differentiable in t_k), and the beats are
+    overlap-added (a scatter-add, whose gradient is a gather).
+    """
+
+    def __init__(self, length: int = N_SAMPLES, r_offset: int = 30, max_rr_log_dev: float = 0.6,
+                 fs: float = SAMPLING_RATE_HZ, **kwargs):
+        super().__init__(**kwargs)
+        self.length = int(length)
+        self.r_offset = int(r_offset)
+        self.max_rr_log_dev = float(max_rr_log_dev)
+        self.fs = float(fs)
+
+    def rr_samples(self, rhythm):
+        """RR interval of every beat (batch, n_beats) in samples, and the first R time (batch, 1)."""
+        rhythm = tf.cast(rhythm, tf.float32)
+        hr_lo, hr_hi = HR_RANGE_BPM
+        hr = hr_lo + (hr_hi - hr_lo) * tf.sigmoid(rhythm[:, :1])
+        mean_rr = 60.0 * self.fs / hr
+        rr = mean_rr * tf.exp(self.max_rr_log_dev * tf.tanh(rhythm[:, 2:]))
+        first = -tf.sigmoid(rhythm[:, 1:2]) * rr[:, :1]
+        return rr, first
+
+    def r_times(self, rhythm):
+        """R-peak times (batch, n_beats) in samples from the record's start (may fall outside it)."""
+        rr, first = self.rr_samples(rhythm)
+        return first + tf.cumsum(rr, axis=1, exclusive=True)
+
+    def call(self, rhythm, weights, templates):
+        templates = tf.cast(templates, tf.float32)
+        weights = tf.cast(weights, tf.float32)
+        beat_length, n_leads = templates.shape[2], templates.shape[3]
+        margin = beat_length + 1  # a beat may start up to one template length before the record
+        extended = self.length + 2 * margin
+        # each beat's shape: its weighted mix of the templates (batch, beats, beat_length, leads)
+        shapes = tf.einsum("bkm,bmjl->bkjl", weights, templates)
+        # template sample j of beat k belongs at time t_k - r_offset + j; split the fractional part by
+        # linear interpolation: S'[j] = (1 - f) S[j] + f S[j - 1] on beat_length + 1 samples
+        start = self.r_times(rhythm) - float(self.r_offset) + float(margin)
+        base = tf.floor(start)
+        frac = (start - base)[..., None, None]
+        padded = tf.pad(shapes, [[0, 0], [0, 0], [0, 1], [0, 0]])
+        previous = tf.pad(shapes, [[0, 0], [0, 0], [1, 0], [0, 0]])
+        shifted = (1.0 - frac) * padded + frac * previous  # (batch, beats, beat_length + 1, leads)
+        index = tf.cast(base, tf.int32)
+        inside = (index >= 0) & (index + beat_length + 1 <= extended)
+        shifted *= tf.cast(inside, tf.float32)[..., None, None]
+        index = tf.where(inside, index, 0)
+        batch, n_beats = tf.shape(weights)[0], tf.shape(weights)[1]
+        slot = (tf.range(batch)[:, None, None] * extended + index[..., None]
+                + tf.range(beat_length + 1)[None, None, :])  # (batch, beats, beat_length + 1)
+        summed = tf.math.unsorted_segment_sum(tf.reshape(shifted, [-1, n_leads]), tf.reshape(slot, [-1]),
+                                              batch * extended)
+        out = tf.reshape(summed, [batch, extended, n_leads])[:, margin:margin + self.length]
+        return tf.cast(out, self.compute_dtype)
+
+    def compute_output_shape(self, rhythm_shape, weights_shape, templates_shape):
+        return (rhythm_shape[0], self.length, templates_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "length": self.length, "r_offset": self.r_offset,
+                "max_rr_log_dev": self.max_rr_log_dev, "fs": self.fs}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Gain(layers.Layer):
+    """Multiply by one learnt scalar (initialised to ``initial``): lets a branch start near silent.
+
+    ``l2 > 0`` adds ``l2 · mean(output²)`` to the model's losses in training (see
+    :attr:`keras.Model.losses`), so the branch is used only where the rest cannot do the job.
+    """
+
+    def __init__(self, initial: float = 0.1, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial = float(initial)
+        self.l2 = float(l2)
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.initial), name="gain")
+
+    def call(self, x, training=False):
+        out = x * keras.ops.cast(self.gain, x.dtype)
+        if training and self.l2:
+            self.add_loss(self.l2 * keras.ops.mean(keras.ops.square(keras.ops.cast(out, "float32"))))
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial, "l2": self.l2}
+
+
+def _up_stack(x, channels: Sequence[int], kernel_size: int, name: str, blocks: int = 1):
+    """Per entry: nearest-neighbour ×2 → Conv1D → BN → LeakyReLU → ``blocks`` residual inception blocks."""
+    for i, c in enumerate(channels):
+        x = layers.UpSampling1D(2, name=f"{name}_up{i + 1}")(x)
+        x = layers.Conv1D(c, kernel_size, padding="same", use_bias=False, name=f"{name}_conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn{i + 1}")(x)
+        x = layers.LeakyReLU(0.2, name=f"{name}_act{i + 1}")(x)
+        for j in range(blocks):
+            x = ResidualInception1D(c, name=f"{name}_block{i + 1}_{j + 1}")(x)
+    return x
+
+
+def build_beat_generator(
+    latent_dim: int = 128,
+    n_labels: int = 0,
+    label_dim: int = 64,
+    hidden: int = 512,
+    n_beats: int = 36,
+    n_templates: int = 3,
+    beat_length: int = 96,
+    r_offset: int = 32,
+    template_channels: Sequence[int] = (256, 128, 64),
+    residual_channels: Sequence[int] = (32, 16, 16),
+    residual_gain: float = 0.1,
+    residual_l2: float = 20.0,
+) -> keras.Model:
+    """Beat-and-rhythm generator ``[z, labels] -> ECG (batch, 1000, 12)`` in scaled units (see module doc).
+
+    ``n_labels > 0``: a second input, a multi-hot float vector of SCP codes ``(batch, n_labels)``.
+    ``beat_length`` samples per template (96 = 0.96 s, R at ``r_offset``); its decoder starts at
+    ``beat_length / 2**len(template_channels)`` samples. The residual decoder starts at 125 samples
+    and doubles ``len(residual_channels)`` times (3 → 1000); ``residual_l2`` penalises its energy
+    (mean square, scaled units) in the generator's loss, so beats, not the residual, carry the ECG.
+    """
+    if beat_length % 2 ** len(template_channels):
+        raise ValueError(f"beat_length {beat_length} must be divisible by 2**{len(template_channels)}")
+    z = keras.Input(shape=(latent_dim,), name="z")
+    inputs, h = z, z
+    if n_labels:
+        labels = keras.Input(shape=(n_labels,), name="labels")
+        embedded = layers.Dense(label_dim, use_bias=False, name="label_embedding")(labels)
+        inputs, h = [z, labels], layers.Concatenate(name="condition")([z, embedded])
+    for i in range(2):
+        h = layers.Dense(hidden, name=f"code{i + 1}")(h)
+        h = layers.LeakyReLU(0.2, name=f"code{i + 1}_act")(h)
+
+    rhythm = layers.Dense(2 + n_beats, name="rhythm")(h)
+    amplitude = layers.Dense(n_beats, name="beat_amplitude")(h)
+    choice = layers.Reshape((n_beats, n_templates), name="choice_logits")(
+        layers.Dense(n_beats * n_templates, name="beat_choice")(h))
+    # sharp choice (logits × 4): each beat is essentially one template, as in real ECGs
+    choice = layers.Softmax(axis=-1, name="choice")(layers.Rescaling(4.0, name="choice_sharpen")(choice))
+    amplitude = layers.Rescaling(0.1, offset=1.0, name="amplitude")(layers.Activation("tanh")(amplitude))
+    amplitude = layers.Reshape((n_beats, 1), name="amplitude_col")(amplitude)
+    weights = layers.Multiply(name="beat_weights")([choice, amplitude])
+
+    start = beat_length // 2 ** len(template_channels)
+    t = layers.Dense(start * template_channels[0], name="template_project")(h)
+    t = layers.Reshape((start, template_channels[0]), name="template_reshape")(t)
+    t = layers.LeakyReLU(0.2, name="template_project_act")(t)
+    t = _up_stack(t, template_channels, 5, "template")
+    t = layers.Conv1D(N_INDEPENDENT * n_templates, 5, padding="same", name="template_out")(t)
+    templates = layers.Permute((2, 1, 3), name="templates")(
+        layers.Reshape((beat_length, n_templates, N_INDEPENDENT), name="template_split")(t))
+
+    beats = BeatRenderer(length=N_SAMPLES, r_offset=r_offset, name="render")(rhythm, weights, templates)
+
+    base = N_SAMPLES // 2 ** len(residual_channels)
+    r = layers.Dense(base * residual_channels[0], name="residual_project")(h)
+    r = layers.Reshape((base, residual_channels[0]), name="residual_reshape")(r)
+    r = layers.LeakyReLU(0.2, name="residual_project_act")(r)
+    r = _up_stack(r, residual_channels, 7, "residual", blocks=0)
+    r = layers.Conv1D(N_INDEPENDENT, 7, padding="same", name="residual_out")(r)
+    r = Gain(residual_gain, l2=residual_l2, name="residual_gain")(r)
+
+    x = layers.Add(name="ecg8")([beats, r])
+    x = LeadConsistent12(dtype="float32", name="leads12")(layers.Activation("linear", dtype="float32")(x))
+    return keras.Model(inputs, x, name="generator")
+
+
+def _trunk(x, stem: Sequence[tuple[int, int, int]], blocks: Sequence[int], name: str):
+    """Conv stem (filters, kernel, stride) → LeakyReLU, then per block 2× average pool (not the first) →
+    :class:`ResidualInception1D`; returns the last feature map and the list of intermediate maps."""
+    features = []
+    for i, (f, k, s) in enumerate(stem):
+        x = layers.Conv1D(f, k, strides=s, padding="same", name=f"{name}_stem{i + 1}")(x)
+        x = layers.LeakyReLU(0.2, name=f"{name}_stem{i + 1}_act")(x)
+        features.append(x)
+    for i, f in enumerate(blocks):
+        if i:
+            x = layers.AveragePooling1D(2, padding="same", name=f"{name}_pool{i + 1}")(x)
+        x = ResidualInception1D(f, name=f"{name}_block{i + 1}")(x)
+        features.append(x)
+    return x, features
+
+
+def build_multiscale_discriminator(
+    input_length: int = N_SAMPLES,
+    n_leads: int = N_LEADS,
+    n_labels: int = 0,
+    scales: Sequence[int] = (1, 4),
+    blocks: Sequence[int] = (64, 128, 128),
+    return_features: bool = False,
+) -> keras.Model:
+    """Critic ``[ECG, labels] -> logits (batch, len(scales))``: one inception/residual trunk per scale.
+
+    Scale 1 sees the full 100 Hz signal through a stride-2 stem (7 and 5 taps, 32 and 64 channels):
+    morphology. Scale s > 1 sees the ECG average-pooled by s (4: 25 Hz, the whole 10 s in 250
+    samples) through a stride-1 stem: rhythm. Each trunk ends in global average pooling, a linear
+    logit and, with ``n_labels``, a projection of the multi-hot labels onto the pooled features.
+    ``return_features`` also returns every intermediate feature map (for feature matching).
+    """
+    ecg = keras.Input(shape=(input_length, n_leads), name="ecg")
+    inputs = ecg
+    if n_labels:
+        labels = keras.Input(shape=(n_labels,), name="labels")
+        inputs = [ecg, labels]
+    logits, features = [], []
+    for s in scales:
+        name = f"d{s}"
+        x = ecg if s == 1 else layers.AveragePooling1D(s, name=f"{name}_downsample")(ecg)
+        stem = ((32, 7, 2), (64, 5, 2)) if s == 1 else ((32, 5, 1),)
+        x, maps = _trunk(x, stem, blocks, name)
+        h = layers.GlobalAveragePooling1D(name=f"{name}_gap")(x)
+        logit = layers.Dense(1, dtype="float32", name=f"{name}_logit")(h)
+        if n_labels:
+            projected = layers.Dense(blocks[-1], use_bias=False, name=f"{name}_label_projection")(labels)
+            logit = layers.Add(dtype="float32", name=f"{name}_conditional")(
+                [logit, layers.Dot(axes=1, dtype="float32", name=f"{name}_projection")([projected, h])])
+        logits.append(logit)
+        features += maps
+    out = logits[0] if len(logits) == 1 else layers.Concatenate(dtype="float32", name="logits")(logits)
+    return keras.Model(inputs, [out, *features] if return_features else out, name="discriminator")
+
+
+__all__ = ["BeatRenderer", "Gain", "build_beat_generator", "build_multiscale_discriminator", "HR_RANGE_BPM"]

@@ -1,0 +1,270 @@
+"""Training configurations and the named recipes that fill them.
+
+A :class:`TrainConfig` is everything that defines one GAN training run (it is saved as the run's
+``config.json``). A :class:`Recipe` is a documented bundle of architecture and training settings;
+choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_all.sh`` and the CLI):
+
+``research``
+    The research's model and training, exactly: inception/residual generator (Dense → BN →
+    LeakyReLU → Reshape → Conv1DTranspose 128 → 64 → 12, kernel 5, ``tanh``, 12 free output
+    channels) and discriminator,
+    NS-GAN loss, Adam β₁ 0.5, no augmentation, no penalty, one GAN per code trained from scratch
+    on that code's training-fold records. *Initial* / *Modified* learning rates apply to it.
+``beat`` (the default)
+    Learns what an ECG is from every training-fold record, then specialises. A beat-and-rhythm
+    generator (:mod:`rare_gan.ecgnets`) and a multi-scale discriminator (full rate and ×4
+    pooled), both conditioned on each record's SCP codes (multi-hot), DiffAugment (gain, circular
+    shift) on real and fake, lazy R1 (γ 0.1 every 4th step). Pretrained once per data set and seed
+    on all training-fold records (cached, reused by every code and both learning-rate
+    configurations, at fixed learning rates 2e-4 / 2e-4); then fine-tuned on the code's records
+    with the two lowest discriminator stages frozen (FreezeD). *Initial* / *Modified* learning
+    rates apply to the fine-tuning only.
+
+The number of steps of each stage depends on the profile (``test``, ``quick``, ``full``):
+:meth:`Recipe.config` builds the config of one stage of one run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+INITIAL = {"lr_generator": 2e-4, "lr_discriminator": 2e-4}
+"""The research's *Initial* configuration (reported as more realistic)."""
+MODIFIED = {"lr_generator": 4e-4, "lr_discriminator": 1e-4}
+"""The research's *Modified* configuration (reported as overly smooth)."""
+
+LOSSES = ("nonsaturating", "wgan-gp")
+PRECISIONS = ("float32", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multiworker")
+ARCHITECTURES = ("research", "beat")
+ALL_RECORDS = "ALL"
+"""``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json``).
+
+    One ``seed`` fixes the data order, the noise and the initial weights. An *epoch* is
+    ``steps_per_epoch`` batches drawn without replacement from reshuffled passes over the target's
+    training records (default: one pass, at least one batch), so tiny rare classes still get
+    meaningful epochs.
+
+    The field defaults are the research's model and training exactly (inception/residual
+    transposed-conv generator with kernel 5, single-scale discriminator, NS-GAN loss, no
+    augmentation, no penalty); a *recipe* (:data:`RECIPES`) is a named bundle of overrides, and
+    :func:`make_config` builds the config of one run of a recipe.
+    """
+
+    target: list[str]
+    recipe: str = "custom"
+    """Name of the recipe the settings came from (provenance only; "custom" when set by hand)."""
+    architecture: str = "research"
+    """'research': the research's generator and discriminator (:mod:`rare_gan.models`); 'beat': the
+    beat-and-rhythm generator and multi-scale discriminator (:mod:`rare_gan.ecgnets`)."""
+    lr_generator: float = INITIAL["lr_generator"]
+    lr_discriminator: float = INITIAL["lr_discriminator"]
+    beta_1: float = 0.5
+    epochs: int = 100
+    batch_size: int = 64
+    steps_per_epoch: int | None = None
+    latent_dim: int = 100
+    loss: str = "nonsaturating"
+    gp_weight: float = 10.0
+    critic_steps: int = 1
+    lead_consistent: bool = True
+    generator_kernel_size: int = 5
+    """Research architecture: kernel of the generator's stride-2 transposed convs (4, a multiple of
+    the stride, avoids the checkerboard ripple that the research's 5 gives)."""
+    generator_upsample: str = "transpose"
+    """'transpose' (Conv1DTranspose stages, the research's design) or 'nearest' (UpSampling1D + Conv1D)."""
+    beta_2: float = 0.999
+    """Adam β2 for both optimisers (WGAN-GP is usually run with 0.9)."""
+    discriminator_dropout: float = 0.0
+    """Dropout after each discriminator inception block (0 = none, the research's D)."""
+    discriminator_pooling: str = "average"
+    """How D pools its last feature map: 'average' (global, position-free) or 'flatten' (sees where
+    beats fall over the 10 s, so it can judge the rhythm)."""
+    discriminator_scales: tuple[int, ...] = (1, 4)
+    """Beat architecture: average-pooling factors of the multi-scale discriminator's inputs."""
+    r1_weight: float = 0.0
+    """γ of the R1 penalty γ/2·E‖∇ₓD(x_real)‖² added to the NS-GAN discriminator loss (0 = off;
+    ignored by WGAN-GP, which has its own penalty)."""
+    r1_every: int = 1
+    """Lazy R1 (StyleGAN2): apply the penalty, scaled by this factor, on every n-th step only."""
+    diff_augment: bool = False
+    """Differentiable augmentation of real *and* fake ECGs before every discriminator call, G's
+    step included (:func:`rare_gan.gan.diff_augment`), so D cannot memorise a tiny rare-class set."""
+    augment_gain: float = 0.2
+    """DiffAugment: one amplitude factor per ECG, uniform in [1 − gain, 1 + gain], same for all leads."""
+    augment_shift_s: float = 0.3
+    """DiffAugment: circular time shift per ECG, uniform in ±shift seconds (100 Hz)."""
+    augment_noise: float = 0.0
+    """DiffAugment: std of white noise in scaled units, drawn on the 8 independent leads and mapped
+    to 12 so the limb-lead relations stay exact. Off by default: with a ~5 mV scale, 0.01 is
+    0.05 mV, enough to hide G's own high-frequency noise (and P waves) from D."""
+    augment_wander: float = 0.0
+    """DiffAugment: maximum amplitude (scaled units) of a 0.05–0.5 Hz baseline wander on the 8
+    independent leads, mapped to 12. Off by default (the reference runs were made without it)."""
+    precision: str = "float32"
+    strategy: str = "default"
+    seed: int = 0
+    checkpoint_every: int = 5
+    sample_every: int = 5
+    keep_checkpoints: int = 2
+    max_abs_loss: float = 1e6
+    min_likelihood: float = 0.0
+    conditional: bool = False
+    """Condition G and D on each record's SCP codes as a multi-hot vector over ``label_codes``
+    (label embedding in G, projection head in D), so one model learns from every record."""
+    label_codes: list[str] | None = None
+    """Conditional: the codes of the multi-hot vector; None = every code carried by at least
+    ``min_label_records`` training-fold records (fixed when the run starts, kept by fine-tuning)."""
+    min_label_records: int = 3
+    init_from: str | None = None
+    """Fine-tuning: a finished run folder whose generator/discriminator weights (and scaler and
+    label codes) start this run, e.g. one pretrained with ``target="ALL"`` on every training record."""
+    freeze_discriminator: int = 0
+    """Fine-tuning (FreezeD): keep this many of the discriminator's lowest stages (per scale) fixed."""
+    data_dir: str | None = None
+    name: str = "run"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target, str):
+            self.target = [c.strip() for c in self.target.replace(";", ",").split(",") if c.strip()]
+        self.target = [c.upper() for c in self.target]
+        if self.steps_per_epoch is not None:
+            self.steps_per_epoch = int(self.steps_per_epoch)  # the CLI hands it over as a string
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        for name in ("epochs", "batch_size", "latent_dim", "checkpoint_every", "sample_every", "critic_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not (self.lr_generator > 0 and self.lr_discriminator > 0):
+            raise ValueError("learning rates must be > 0")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.generator_upsample not in ("transpose", "nearest"):
+            raise ValueError(f"generator_upsample must be 'transpose' or 'nearest', got {self.generator_upsample!r}")
+        for name in ("generator_kernel_size", "r1_every", "min_label_records"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0.0 <= self.discriminator_dropout < 1.0:
+            raise ValueError(f"discriminator_dropout must be in [0, 1), got {self.discriminator_dropout!r}")
+        if self.r1_weight < 0 or self.augment_gain < 0 or self.augment_shift_s < 0 or self.augment_noise < 0 \
+                or self.augment_wander < 0 or self.freeze_discriminator < 0:
+            raise ValueError("r1_weight, freeze_discriminator and the augment_* settings must be >= 0")
+        self.discriminator_scales = tuple(int(s) for s in self.discriminator_scales)
+        if self.label_codes is not None:
+            self.label_codes = [c.upper() for c in self.label_codes]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One learning-rate configuration of the research and where its outputs go."""
+
+    name: str
+    folder: str
+    trainer_folder: str
+    lr_generator: float
+    lr_discriminator: float
+
+
+EXPERIMENTS = (
+    Experiment("Initial", "Rare_GAN", "arrhythmia_gan_outputs", **INITIAL),
+    Experiment("Modified", "Rare_GAN_Improved", "arrhythmia_gan_outputs_tuned", **MODIFIED),
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named, documented bundle of settings (see the module docstring for the two recipes)."""
+
+    name: str
+    summary: str
+    settings: dict
+    """TrainConfig fields shared by every run of the recipe."""
+    budgets: dict[str, dict[str, dict]]
+    """Per profile and stage ('pretrain', 'finetune'): epochs, steps_per_epoch (and any other field)."""
+    pretrain: dict | None = None
+    """TrainConfig fields of the pretraining run on every training-fold record (None: no pretraining)."""
+    finetune: dict = field(default_factory=dict)
+    """TrainConfig fields of the per-code run (fine-tuning when ``pretrain`` is set)."""
+
+    @property
+    def pretrained(self) -> bool:
+        return self.pretrain is not None
+
+    def config(self, target, stage: str = "finetune", profile: str = "full", **overrides) -> TrainConfig:
+        """The TrainConfig of ``stage`` ('pretrain' or 'finetune') of this recipe for ``target``.
+
+        ``overrides`` (learning rates, seed, data_dir, name, ...) win over the recipe's settings.
+        """
+        if stage not in ("pretrain", "finetune"):
+            raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
+        if stage == "pretrain" and not self.pretrained:
+            raise ValueError(f"recipe {self.name!r} has no pretraining stage")
+        if profile not in self.budgets:
+            raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(self.budgets)}")
+        stage_fields = self.pretrain if stage == "pretrain" else self.finetune
+        values = {**self.settings, **stage_fields, **self.budgets[profile][stage], "recipe": self.name,
+                  "target": ALL_RECORDS if stage == "pretrain" else target, **overrides}
+        return TrainConfig(**values)
+
+
+def _budget(pretrain: tuple[int, int] | None, finetune: tuple[int, int]) -> dict:
+    stages = {"finetune": {"epochs": finetune[0], "steps_per_epoch": finetune[1]}}
+    if pretrain:
+        stages["pretrain"] = {"epochs": pretrain[0], "steps_per_epoch": pretrain[1]}
+    return stages
+
+
+RECIPES: dict[str, Recipe] = {
+    "research": Recipe(
+        name="research",
+        summary="the research's inception/residual GAN, one per code, trained from scratch",
+        settings={"architecture": "research", "generator_kernel_size": 5, "generator_upsample": "transpose",
+                  "lead_consistent": False, "diff_augment": False, "r1_weight": 0.0, "conditional": False,
+                  "latent_dim": 100, "batch_size": 64, "loss": "nonsaturating"},
+        budgets={"test": _budget(None, (2, 2)), "quick": _budget(None, (20, 25)), "full": _budget(None, (150, 20))},
+    ),
+    "beat": Recipe(
+        name="beat",
+        summary="beat-and-rhythm generator + multi-scale discriminator, pretrained on every record, fine-tuned per code",
+        settings={"architecture": "beat", "latent_dim": 128, "conditional": True, "diff_augment": True,
+                  "augment_gain": 0.2, "augment_shift_s": 0.3, "r1_weight": 0.1, "r1_every": 4, "beta_2": 0.99,
+                  "batch_size": 64, "discriminator_scales": (1, 4)},
+        pretrain={**INITIAL},
+        finetune={"freeze_discriminator": 2},
+        budgets={"test": _budget((1, 2), (1, 2)), "quick": _budget((10, 30), (4, 25)),
+                 "full": _budget((60, 100), (10, 50))},
+    ),
+}
+DEFAULT_RECIPE = "beat"
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; a clear error listing the known ones otherwise."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+__all__ = ["TrainConfig", "Experiment", "EXPERIMENTS", "Recipe", "RECIPES", "DEFAULT_RECIPE", "get_recipe", "INITIAL", "MODIFIED", "ALL_RECORDS"]

@@ -1,0 +1,202 @@
+"""Named recipes, the beat-and-rhythm networks, the pretraining cache and fine-tuning, run folders."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rare_gan import ecgnets, gan, generate, recipes, train
+from rare_gan.leads import limb_lead_residuals
+
+PROFILE = "test"
+
+
+# --- the research recipe is the research's model ------------------------------------------------------
+
+
+def test_research_recipe_builds_the_research_layers():
+    config = recipes.get_recipe("research").config("PAC")
+    assert (config.diff_augment, config.r1_weight, config.conditional, config.loss) == (False, 0.0, False,
+                                                                                          "nonsaturating")
+    generator, discriminator = gan.build_models(config)
+    ups = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv1DTranspose)]
+    assert [(u.filters, u.kernel_size, u.strides) for u in ups] == [(128, (5,), (2,)), (64, (5,), (2,)),
+                                                                    (12, (5,), (2,))]
+    kinds = [type(layer).__name__ for layer in generator.layers]
+    assert kinds[:5] == ["InputLayer", "Dense", "BatchNormalization", "LeakyReLU", "Reshape"]
+    assert "ResidualInception1D" in kinds and generator.get_layer("tanh").activation.__name__ == "tanh"
+    assert generator.output.shape[1:] == (1000, 12) and "LeadConsistent12" not in kinds
+    assert discriminator.output.shape[1:] == (1,)
+    assert any(type(layer).__name__ == "ResidualInception1D" for layer in discriminator.layers)
+
+
+def test_unknown_recipe_and_stage_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown recipe 'beta'.*research"):
+        recipes.get_recipe("beta")
+    with pytest.raises(ValueError, match="no pretraining stage"):
+        recipes.get_recipe("research").config("PAC", stage="pretrain")
+
+
+def test_recipe_config_round_trips_through_config_json(tmp_path):
+    config = recipes.get_recipe("beat").config("PAC", lr_generator=4e-4, lr_discriminator=1e-4, seed=3)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"train": config.to_dict()}))
+    loaded = recipes.TrainConfig.from_dict(json.loads(path.read_text())["train"])
+    assert loaded == config and loaded.recipe == "beat" and loaded.discriminator_scales == (1, 4)
+
+
+# --- the beat-and-rhythm networks ---------------------------------------------------------------------
+
+
+def test_renderer_places_a_beat_at_its_r_time_with_linear_interpolation():
+    renderer = ecgnets.BeatRenderer(length=200, r_offset=3, fs=100)
+    template = np.zeros((1, 1, 8, 1), np.float32)
+    template[0, 0, 3, 0] = 1.0  # a unit spike at the template's R sample
+    rr, first = renderer.rr_samples(tf.zeros((1, 4)))
+    assert float(rr[0, 0]) == pytest.approx(60 * 100 / np.mean(ecgnets.HR_RANGE_BPM))  # sigmoid(0) = mid-range HR
+    for beat in (0, 1):
+        weights = np.zeros((1, 2, 1), np.float32)
+        weights[0, beat, 0] = 1.0  # only this beat is drawn
+        for phase_logit in (-2.0, 0.0, 1.5):
+            rhythm = np.array([[0.0, phase_logit, 0.0, 0.0]], np.float32)
+            t = float(renderer.r_times(rhythm)[0, beat])
+            out = np.asarray(renderer(rhythm, weights, template))[0, :, 0]
+            if beat == 0:
+                assert t <= 0  # the record starts inside the first RR interval
+            if t < 0:
+                assert np.abs(out).max() < 1e-6  # the beat fell before the record
+                continue
+            lo = int(np.floor(t))
+            np.testing.assert_allclose(out[lo:lo + 2], [1 - (t - lo), t - lo], atol=1e-5)
+            assert np.abs(np.delete(out, [lo, lo + 1])).max() < 1e-6
+    with tf.GradientTape() as tape:
+        rhythm = tf.Variable([[0.0, 0.5, 0.0, 0.0]])
+        smooth = np.hanning(8).astype(np.float32).reshape(1, 1, 8, 1)
+        loss = tf.reduce_sum(renderer(rhythm, weights, smooth) * tf.range(200, dtype=tf.float32)[None, :, None])
+    assert np.abs(np.asarray(tape.gradient(loss, rhythm))[0, :2]).min() > 0  # R time is differentiable
+
+
+def test_beat_generator_is_lead_consistent_conditional_and_saves(tmp_path):
+    generator = ecgnets.build_beat_generator(n_labels=5)
+    discriminator = ecgnets.build_multiscale_discriminator(n_labels=5, scales=(1, 4))
+    z = np.random.default_rng(0).standard_normal((3, 128)).astype("float32")
+    labels = np.eye(5, dtype="float32")[[0, 1, 2]]
+    ecgs = np.asarray(generator([z, labels], training=False))
+    assert ecgs.shape == (3, 1000, 12) and np.abs(limb_lead_residuals(ecgs)).max() < 1e-5
+    assert not np.allclose(ecgs[0], np.asarray(generator([z, labels[[1, 1, 1]]], training=False))[0])
+    assert discriminator([ecgs, labels], training=False).shape == (3, 2)  # one logit per scale
+    for model, inputs in ((generator, [z, labels]), (discriminator, [ecgs, labels])):
+        model.save(tmp_path / f"{model.name}.keras")
+        loaded = keras.saving.load_model(tmp_path / f"{model.name}.keras")
+        np.testing.assert_allclose(loaded(inputs, training=False), model(inputs, training=False), atol=1e-5)
+    with tf.GradientTape():
+        generator([z, labels], training=True)
+    assert len(generator.losses) == 1 and float(generator.losses[0]) > 0  # the residual-energy penalty
+
+
+def test_freeze_discriminator_freezes_the_lowest_stages_of_every_scale():
+    discriminator = ecgnets.build_multiscale_discriminator(scales=(1, 4))
+    frozen = gan.freeze_discriminator(discriminator, 2)
+    assert frozen == ["d1_stem1", "d1_stem2", "d4_stem1", "d4_block1"]
+    assert all(not discriminator.get_layer(n).trainable for n in frozen)
+    assert discriminator.get_layer("d1_block1").trainable and discriminator.get_layer("d1_logit").trainable
+
+
+# --- labels -------------------------------------------------------------------------------------------
+
+
+def test_multi_hot_labels_and_condition_draws(demo_dir, tmp_path):
+    assert train.multi_hot([["AFIB", "X"], []], ["AFIB", "NORM"]).tolist() == [[1, 0], [0, 0]]
+    config = recipes.get_recipe("beat").config(None, stage="pretrain", profile=PROFILE, data_dir="demo")
+    data = train.prepare_training_data(config)
+    assert data.label_codes and "AFIB" in data.label_codes and data.labels.shape == (len(data.ecg_ids),
+                                                                                     len(data.label_codes))
+    assert sum(data.label_combinations().values()) == len(data.ecg_ids)
+    run = generate.GeneratorRun(generator=None, config=train.dataclasses.replace(config, label_codes=data.label_codes),
+                                scaler=data.scaler, run_dir=tmp_path, checkpoint_sha256="",
+                                label_combinations=data.label_combinations())
+    rows = generate.condition_labels(run, "afib", 50, seed=1)
+    assert (rows[:, data.label_codes.index("AFIB")] == 1).all()
+    np.testing.assert_array_equal(rows, generate.condition_labels(run, "AFIB", 50, seed=1))
+    with pytest.raises(ValueError, match="not among them"):
+        generate.condition_labels(run, "WPW", 5, seed=0)
+
+
+# --- pretraining cache, fine-tuning, run folders ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pretrained(demo_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrained")
+    return root, train.pretrained_run("beat", "demo", seed=0, profile=PROFILE, cache_root=root)
+
+
+def test_pretraining_cache_is_reused_and_invalidated(pretrained, demo_dir):
+    root, folder = pretrained
+    stamp = (folder / "generator.keras").stat().st_mtime_ns
+    assert train.pretrained_run("beat", "demo", seed=0, profile=PROFILE, cache_root=root) == folder
+    assert (folder / "generator.keras").stat().st_mtime_ns == stamp  # reused, not retrained
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["train"]["target"] == ["ALL"] and saved["data"]["n_train_records"] > 100
+    other_seed = train.pretrained_run("beat", "demo", seed=1, profile=PROFILE, cache_root=root)
+    assert other_seed != folder
+    record = next((demo_dir / "records100").rglob("*.hea"))
+    os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns + 10**9))  # the data changed
+    try:
+        key = train.prepare_training_data(recipes.get_recipe("beat").config(None, stage="pretrain", data_dir="demo",
+                                                                            profile=PROFILE)).fingerprint
+        assert key != saved["data"]["fingerprint"]
+    finally:
+        os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns - 10**9))
+
+
+def test_fine_tuning_starts_from_the_pretrained_weights(pretrained, tmp_path):
+    _, folder = pretrained
+    config = recipes.get_recipe("beat").config("AFIB", profile=PROFILE, data_dir="demo", init_from=str(folder))
+    config = train.dataclasses.replace(config, label_codes=json.loads((folder / "config.json").read_text())
+                                       ["train"]["label_codes"])
+    generator, discriminator = gan.build_models(config, n_labels=len(config.label_codes))
+    before = [w.copy() for w in generator.get_weights()]
+    train.init_weights(generator, discriminator, folder)
+    source = keras.saving.load_model(folder / "generator.keras", compile=False)
+    for a, b in zip(generator.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, generator.get_weights()))
+    research = recipes.get_recipe("research").config("AFIB")
+    g2, d2 = gan.build_models(research)
+    with pytest.raises(ValueError, match="does not match"):
+        train.init_weights(g2, d2, folder)
+
+
+def test_train_recipe_fine_tunes_into_the_derived_folder(pretrained, tmp_path, capsys):
+    root, folder = pretrained
+    run_dir, history = train.train_recipe("beat", "AFIB", profile=PROFILE, outputs=tmp_path, pretrained_root=root,
+                                          data_dir="demo", **recipes.MODIFIED)
+    assert run_dir == tmp_path / "Rare_GAN_Improved" / "arrhythmia_gan_outputs_tuned"
+    assert str(run_dir) in capsys.readouterr().err
+    saved = json.loads((run_dir / "config.json").read_text())["train"]
+    assert saved["init_from"] == str(folder) and saved["freeze_discriminator"] == 2
+    ecgs = generate.generate(generate.load_run(run_dir), 4, seed=0)
+    assert ecgs.shape == (4, 1000, 12) and np.isfinite(ecgs).all()
+
+
+def test_run_folder_is_derived_from_the_parameters_and_never_shared(tmp_path):
+    beat = recipes.get_recipe("beat")
+    initial = beat.config("PAC", **recipes.INITIAL)
+    assert train.run_folder(initial, tmp_path) == tmp_path / "Rare_GAN" / "arrhythmia_gan_outputs"
+    research = recipes.get_recipe("research").config("PAC", **recipes.MODIFIED)
+    assert train.run_folder(research, tmp_path) == tmp_path / "research" / "Rare_GAN_Improved" / \
+        "arrhythmia_gan_outputs_tuned"
+    other = beat.config("PAC", lr_generator=4e-4)
+    assert train.run_folder(other, tmp_path) == tmp_path / "runs" / "beat-PAC-g0.0004-d0.0002"
+    occupied = tmp_path / "Rare_GAN" / "arrhythmia_gan_outputs"
+    occupied.mkdir(parents=True)
+    (occupied / "config.json").write_text(json.dumps({"train": beat.config("AFIB", **recipes.INITIAL).to_dict()}))
+    moved = train.run_folder(initial, tmp_path)
+    assert moved.parent == occupied.parent and moved.name.startswith("arrhythmia_gan_outputs-")
+    assert train.run_folder(initial, tmp_path) == moved  # the same parameters find the same folder again
