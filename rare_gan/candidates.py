@@ -35,15 +35,15 @@ def vet(ecgs_mv: np.ndarray, task: evaluate.Task, seed: int = 0, threshold: floa
     training folds' real negatives (``threshold`` overrides it). The table's ``attrs`` hold the
     threshold and the memorisation summary.
     """
-    from rare_gan import features, utility
+    from rare_gan import utility
 
-    train_x = utility.task_features(task)["train"]
-    train_y = task.y["train"]
+    family = utility.feature_family()
+    rows = utility.real_rows(family, task)
     if threshold is None:
-        oof = utility.oof_scores(train_x, train_y, seed)
-        threshold = float(np.quantile(oof[train_y == 0], specificity))
-    model = utility.fit_feature_model(train_x, train_y, seed)
-    probability = utility.feature_scores(model, features.extract(ecgs_mv))
+        oof = utility.oof_scores(family, rows.train, rows.train_y, seed, folds=5)
+        threshold = float(np.quantile(oof[rows.train_y == 0], specificity))
+    model = family.fit(rows.train, rows.train_y, seed, False)
+    probability = utility.scores_of(model, family.represent(ecgs_mv))
     physiology_table = physiology.ecg_features(ecgs_mv, delineate=False)
     copies, memorisation = metrics.memorisation_report(ecgs_mv, task.positives_mv("train"), task.unseen_positives_mv())
     table = pd.concat([physiology_table.reset_index(drop=True), copies], axis=1)

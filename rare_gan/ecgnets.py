@@ -13,8 +13,9 @@ generator here builds that structure in and learns everything else:
   samples around the R peak);
 * :class:`BeatRenderer` places every beat at its (fractional, differentiable) R time and sums them
   (overlap-add), so all leads share one rhythm;
-* a **residual decoder** (Dense → upsampling convolutions to full rate) adds what is not a repeated
-  beat: baseline wander, noise, fibrillation/flutter waves; its gain starts small.
+* a **residual decoder** adds what is not a repeated beat: baseline wander and atrial
+  (fibrillation/flutter) waves, drawn at 25 Hz and upsampled smoothly so it cannot imitate a QRS,
+  with its energy penalised; plus noise with a learnt level per lead.
 
 The 8 leads then go through :class:`~rare_gan.models.LeadConsistent12`, so Einthoven's and
 Goldberger's laws hold exactly. Conditioning is on a multi-hot vector of SCP codes (one record may
@@ -144,6 +145,51 @@ class Gain(layers.Layer):
         return {**super().get_config(), "initial": self.initial, "l2": self.l2}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SmoothUpsample(layers.Layer):
+    """Upsample by ``factor`` with piecewise-linear interpolation (repeat, then a ``factor``-wide moving average)."""
+
+    def __init__(self, factor: int = 4, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        repeated = keras.ops.repeat(x, self.factor, axis=1)
+        return keras.ops.average_pool(repeated, self.factor, strides=1, padding="same")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None if input_shape[1] is None else input_shape[1] * self.factor, input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ProjectedNoise(layers.Layer):
+    """Noise that is a fixed function of the latent vector: ``level · (z @ W)`` with W a fixed random
+    (latent, length × leads) matrix (seeded, not trained), so generated ECGs stay a pure function of
+    the latent input while their noise looks white. ``level`` is (batch, leads)."""
+
+    def __init__(self, length: int = N_SAMPLES, leads: int = N_INDEPENDENT, seed: int = 1234, **kwargs):
+        super().__init__(**kwargs)
+        self.length, self.leads, self.seed = int(length), int(leads), int(seed)
+
+    def build(self, z_shape, level_shape=None):
+        w = np.random.default_rng(self.seed).standard_normal((z_shape[-1], self.length * self.leads))
+        self.projection = (w / np.sqrt(z_shape[-1])).astype(np.float32)
+
+    def call(self, z, level):
+        noise = keras.ops.matmul(keras.ops.cast(z, "float32"), keras.ops.convert_to_tensor(self.projection))
+        noise = keras.ops.reshape(noise, (-1, self.length, self.leads))
+        return keras.ops.cast(noise * keras.ops.cast(level, "float32")[:, None, :], self.compute_dtype)
+
+    def compute_output_shape(self, z_shape, level_shape=None):
+        return (z_shape[0], self.length, self.leads)
+
+    def get_config(self):
+        return {**super().get_config(), "length": self.length, "leads": self.leads, "seed": self.seed}
+
+
 def _up_stack(x, channels: Sequence[int], kernel_size: int, name: str, blocks: int = 1):
     """Per entry: nearest-neighbour ×2 → Conv1D → BN → LeakyReLU → ``blocks`` residual inception blocks."""
     for i, c in enumerate(channels):
@@ -166,20 +212,31 @@ def build_beat_generator(
     beat_length: int = 96,
     r_offset: int = 32,
     template_channels: Sequence[int] = (256, 128, 64),
-    residual_channels: Sequence[int] = (32, 16, 16),
+    residual_channels: int = 32,
+    residual_rate: int = 250,
     residual_gain: float = 0.1,
-    residual_l2: float = 20.0,
+    residual_l2: float = 50.0,
+    head_init_sd: float = 0.01,
 ) -> keras.Model:
     """Beat-and-rhythm generator ``[z, labels] -> ECG (batch, 1000, 12)`` in scaled units (see module doc).
 
     ``n_labels > 0``: a second input, a multi-hot float vector of SCP codes ``(batch, n_labels)``.
     ``beat_length`` samples per template (96 = 0.96 s, R at ``r_offset``); its decoder starts at
-    ``beat_length / 2**len(template_channels)`` samples. The residual decoder starts at 125 samples
-    and doubles ``len(residual_channels)`` times (3 → 1000); ``residual_l2`` penalises its energy
-    (mean square, scaled units) in the generator's loss, so beats, not the residual, carry the ECG.
+    ``beat_length / 2**len(template_channels)`` samples.
+
+    What is not a repeated beat is kept from imitating beats: the residual is drawn at
+    ``residual_rate`` samples per 10 s and upsampled smoothly (:class:`SmoothUpsample`), so it holds
+    baseline wander and slow atrial waves (below ~10 Hz at 250), never a QRS; its energy is penalised
+    (``residual_l2`` · mean square, scaled units) in the generator's loss; white-looking noise
+    (:class:`ProjectedNoise`) gets a learnt per-lead level. The heads that make beats differ from
+    each other (RR deviations, amplitudes, template choice) start near zero (``head_init_sd``), so
+    an untrained generator draws a regular rhythm of identical beats and learns the deviations.
     """
     if beat_length % 2 ** len(template_channels):
         raise ValueError(f"beat_length {beat_length} must be divisible by 2**{len(template_channels)}")
+    if N_SAMPLES % residual_rate:
+        raise ValueError(f"residual_rate {residual_rate} must divide {N_SAMPLES}")
+    small = keras.initializers.RandomNormal(stddev=head_init_sd)
     z = keras.Input(shape=(latent_dim,), name="z")
     inputs, h = z, z
     if n_labels:
@@ -190,11 +247,13 @@ def build_beat_generator(
         h = layers.Dense(hidden, name=f"code{i + 1}")(h)
         h = layers.LeakyReLU(0.2, name=f"code{i + 1}_act")(h)
 
-    rhythm = layers.Dense(2 + n_beats, name="rhythm")(h)
-    amplitude = layers.Dense(n_beats, name="beat_amplitude")(h)
+    rate_phase = layers.Dense(2, name="rate_phase")(h)
+    deviations = layers.Dense(n_beats, kernel_initializer=small, name="rr_deviation")(h)
+    rhythm = layers.Concatenate(name="rhythm")([rate_phase, deviations])
+    amplitude = layers.Dense(n_beats, kernel_initializer=small, name="beat_amplitude")(h)
     choice = layers.Reshape((n_beats, n_templates), name="choice_logits")(
-        layers.Dense(n_beats * n_templates, name="beat_choice")(h))
-    # sharp choice (logits × 4): each beat is essentially one template, as in real ECGs
+        layers.Dense(n_beats * n_templates, kernel_initializer=small, name="beat_choice")(h))
+    # sharp choice (logits × 4): once learnt, each beat is essentially one template, as in real ECGs
     choice = layers.Softmax(axis=-1, name="choice")(layers.Rescaling(4.0, name="choice_sharpen")(choice))
     amplitude = layers.Rescaling(0.1, offset=1.0, name="amplitude")(layers.Activation("tanh")(amplitude))
     amplitude = layers.Reshape((n_beats, 1), name="amplitude_col")(amplitude)
@@ -211,15 +270,21 @@ def build_beat_generator(
 
     beats = BeatRenderer(length=N_SAMPLES, r_offset=r_offset, name="render")(rhythm, weights, templates)
 
-    base = N_SAMPLES // 2 ** len(residual_channels)
-    r = layers.Dense(base * residual_channels[0], name="residual_project")(h)
-    r = layers.Reshape((base, residual_channels[0]), name="residual_reshape")(r)
+    r = layers.Dense(residual_rate * residual_channels // 10, name="residual_project")(h)
+    r = layers.Reshape((residual_rate // 10, residual_channels), name="residual_reshape")(r)
     r = layers.LeakyReLU(0.2, name="residual_project_act")(r)
-    r = _up_stack(r, residual_channels, 7, "residual", blocks=0)
-    r = layers.Conv1D(N_INDEPENDENT, 7, padding="same", name="residual_out")(r)
+    r = _up_stack(r, [residual_channels], 5, "residual", blocks=0)  # ×2
+    r = layers.UpSampling1D(5, name="residual_up_rate")(r)  # to residual_rate
+    r = layers.Conv1D(residual_channels, 5, padding="same", activation=layers.LeakyReLU(0.2), name="residual_conv")(r)
+    r = layers.Conv1D(N_INDEPENDENT, 5, padding="same", name="residual_out")(r)
+    r = SmoothUpsample(N_SAMPLES // residual_rate, name="residual_smooth")(r)
     r = Gain(residual_gain, l2=residual_l2, name="residual_gain")(r)
 
-    x = layers.Add(name="ecg8")([beats, r])
+    noise_level = layers.Dense(N_INDEPENDENT, kernel_initializer=small,
+                               bias_initializer=keras.initializers.Constant(-5.0), name="noise_level")(h)
+    noise = ProjectedNoise(N_SAMPLES, N_INDEPENDENT, name="noise")(z, layers.Activation("softplus")(noise_level))
+
+    x = layers.Add(name="ecg8")([beats, r, noise])
     x = LeadConsistent12(dtype="float32", name="leads12")(layers.Activation("linear", dtype="float32")(x))
     return keras.Model(inputs, x, name="generator")
 
@@ -279,4 +344,4 @@ def build_multiscale_discriminator(
     return keras.Model(inputs, [out, *features] if return_features else out, name="discriminator")
 
 
-__all__ = ["BeatRenderer", "Gain", "build_beat_generator", "build_multiscale_discriminator", "HR_RANGE_BPM"]
+__all__ = ["BeatRenderer", "Gain", "SmoothUpsample", "ProjectedNoise", "build_beat_generator", "build_multiscale_discriminator", "HR_RANGE_BPM"]

@@ -96,42 +96,48 @@ def generate_scaled(generator, latent: np.ndarray, batch_size: int = 256, labels
     return np.concatenate(parts) if parts else np.zeros((0, 1000, 12), np.float32)
 
 
-def condition_labels(run: GeneratorRun, code: str, n: int, seed: int) -> np.ndarray:
-    """Multi-hot labels for ``n`` ECGs of ``code`` (one code or a comma list: any of them) from a
-    conditional run: combinations of codes drawn (seeded) from the run's training records that
-    carry it, in proportion to their counts, so co-occurring statements (rhythm, other diagnoses)
-    keep their real frequencies."""
+def condition_labels(run: GeneratorRun, code: str | None, n: int, seed: int) -> np.ndarray:
+    """Multi-hot labels for ``n`` ECGs from a conditional run, drawn (seeded) from the label-code
+    combinations of the run's training records in proportion to their counts, so co-occurring
+    statements (rhythm, other diagnoses) keep their real frequencies.
+
+    ``code`` (one code or a comma list: any of them) keeps only the combinations that contain it —
+    needed for a run trained on every record; None takes them all (a run fine-tuned on one code's
+    records, whose combinations all belong to that code even when it is not a label code).
+    """
     from rare_gan.train import multi_hot
 
-    wanted = {c.strip().upper() for c in code.split(",") if c.strip()}
-    label_codes = run.config.label_codes or []
-    if not wanted <= set(label_codes):
-        raise ValueError(f"this conditional run knows codes {label_codes}; {sorted(wanted - set(label_codes))} "
-                         "are not among them")
-    combos = {k: v for k, v in (run.label_combinations or {}).items() if wanted & set(k.split(","))}
+    combos = dict(run.label_combinations or {})
+    if code is not None:
+        wanted = {c.strip().upper() for c in code.split(",") if c.strip()}
+        label_codes = run.config.label_codes or []
+        if not wanted <= set(label_codes):
+            raise ValueError(f"this conditional run knows codes {label_codes}; {sorted(wanted - set(label_codes))} "
+                             "are not among them")
+        combos = {k: v for k, v in combos.items() if wanted & set(k.split(","))}
     if not combos:
-        raise ValueError(f"none of this run's training records carries {sorted(wanted)}: nothing to condition on")
+        raise ValueError(f"none of this run's training records carries {code!r}: nothing to condition on")
     names = sorted(combos)
     weights = np.asarray([combos[k] for k in names], np.float64)
     picks = np.random.default_rng([seed, 7]).choice(len(names), n, p=weights / weights.sum())
-    rows = multi_hot([names[i].split(",") for i in picks], label_codes)
-    return rows
+    return multi_hot([names[i].split(",") if names[i] else [] for i in picks], run.config.label_codes or [])
 
 
 def generate(run: GeneratorRun, n: int, seed: int = 0, batch_size: int = 256, code: str | None = None) -> np.ndarray:
     """``n`` synthetic ECGs (n, 1000, 12) in mV from ``run``; reproducible for a given ``seed``.
 
-    A conditional run generates ``code`` (default: its target; needed for a pretrained run on
-    every record) with labels from :func:`condition_labels`.
+    A conditional run trained on one code's records generates that code; a run trained on every
+    record (pretraining) needs ``code``; labels come from :func:`condition_labels`.
     """
     latent = latent_vectors(n, run.config.latent_dim, seed)
     labels = None
+    target = set(run.config.target)
+    asked = {c.strip().upper() for c in code.split(",")} if code else set()
     if run.config.conditional:
-        code = code or (",".join(run.config.target) if run.config.target != ["ALL"] else None)
-        if code is None:
+        if target == {"ALL"} and not asked:
             raise ValueError("this run was trained on every record; pass code= the SCP code to generate")
-        labels = condition_labels(run, code, n, seed)
-    elif code is not None and code.upper() not in run.config.target:
+        labels = condition_labels(run, None if (not asked or asked <= target) else code, n, seed)
+    elif asked and not asked <= target:
         raise ValueError(f"this run generates {run.config.target} only (got code={code!r})")
     return run.scaler.inverse(generate_scaled(run.generator, latent, batch_size, labels))
 

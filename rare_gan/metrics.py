@@ -554,6 +554,9 @@ def memorisation_report(synth, train, test_real, quantile: float = 0.01, absolut
     Mann–Whitney U p-value for "synthetic ECGs are closer to the training set than real unseen
     ECGs are" (small = evidence of memorisation).
     """
+    if len(test_real) == 0 or len(train) == 0:
+        raise ValueError("memorisation_report needs training ECGs and unseen real ECGs of the code (got "
+                         f"{len(train)} and {len(test_real)})")
     synth_sim, synth_idx = nearest_neighbour_similarity(synth, train, max_shift)
     test_sim, _ = nearest_neighbour_similarity(test_real, train, max_shift)
     test_q = float(np.quantile(test_sim, 1 - quantile))

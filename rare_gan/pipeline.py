@@ -35,18 +35,22 @@ from rare_gan.recipes import DEFAULT_RECIPE, EXPERIMENTS, Experiment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_explore_ptbxl", "02_build_gan", "03_train", "04_generate_candidates", "05_evaluate")
+LOW_DATA_NOTEBOOK = "06_low_data"
+"""Run by ``--low-data CODES`` only (about 20 minutes per code in the full profile, plus one pretraining)."""
 
 PROFILES: dict[str, dict] = {
     # nbval in the test suite: seconds per notebook, checks the mechanics only
-    "test": {"recipes": ["beat", "research"], "n_generate": 24, "classifier_epochs": 1, "eval_seeds": [0],
-             "n_bootstrap": 100, "ratios": [0.25], "n_examples": 1, "sample_every": 1, "checkpoint_every": 1},
+    "test": {"recipes": ["beat", "research"], "n_generate": 24, "eval_seeds": [0],
+             "n_bootstrap": 100, "ratios": [0.25], "n_examples": 1, "sample_every": 1, "checkpoint_every": 1,
+             "low_data_ks": [5, None], "low_data_draws": 1, "low_data_generate": 16},
     # a few minutes on 2 CPU cores: the default recipe end to end, numbers not yet meaningful
-    "quick": {"recipes": ["beat"], "n_generate": 256, "classifier_epochs": 6, "eval_seeds": [0], "n_bootstrap": 500,
-              "ratios": [0.1, 0.25, 0.5], "n_examples": 2, "sample_every": 5, "checkpoint_every": 5},
+    "quick": {"recipes": ["beat"], "n_generate": 256, "eval_seeds": [0], "n_bootstrap": 500,
+              "ratios": [0.1, 0.25, 0.5], "n_examples": 2, "sample_every": 5, "checkpoint_every": 5,
+              "low_data_ks": [5, 20, None], "low_data_draws": 2, "low_data_generate": 100},
     # the real experiment: the default recipe and the research's, both learning-rate configurations
-    "full": {"recipes": ["beat", "research"], "n_generate": 1000, "classifier_epochs": 30, "eval_seeds": [0, 1, 2],
+    "full": {"recipes": ["beat", "research"], "n_generate": 1000, "eval_seeds": [0, 1, 2],
              "n_bootstrap": 1000, "ratios": [0.1, 0.25, 0.5], "n_examples": 3, "sample_every": 10,
-             "checkpoint_every": 10},
+             "checkpoint_every": 10, "low_data_ks": [5, 10, 20, None], "low_data_draws": 3, "low_data_generate": 300},
 }
 
 
@@ -102,14 +106,17 @@ def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: 
                 "outputs": str(out_dir), "resume": resume}
     if name == "04_generate_candidates":
         return {**common, "run_dir": str(run.trainer_dir(out_dir)), "out_dir": str(run.folder(out_dir)),
-                "n_generate": p["n_generate"], "classifier_epochs": p["classifier_epochs"],
-                "classifier_dir": str(out_dir / "classifiers")}
+                "n_generate": p["n_generate"]}
     if name == "05_evaluate":
         runs = {r.label: str(r.folder(out_dir)) for r in runs_of(profile)}
         return {**common, "out_dir": str(out_dir), "run_folders": runs, "eval_seeds": p["eval_seeds"],
-                "classifier_epochs": p["classifier_epochs"], "n_bootstrap": p["n_bootstrap"], "ratios": p["ratios"],
-                "n_generate": p["n_generate"], "classifier_dir": str(out_dir / "classifiers")}
-    raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS}")
+                "n_bootstrap": p["n_bootstrap"], "ratios": p["ratios"], "classifier_dir": str(out_dir / "classifiers"),
+                "profile": profile}
+    if name == LOW_DATA_NOTEBOOK:
+        return {"codes": target, "data_dir": data_dir, "out_dir": str(out_dir / "low_data"), "profile": profile,
+                "ks": p["low_data_ks"], "draws": p["low_data_draws"], "n_generate": p["low_data_generate"],
+                "n_bootstrap": p["n_bootstrap"], "seed": seed}
+    raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS + (LOW_DATA_NOTEBOOK,)}")
 
 
 def prepare_notebook(source: Path, dest: Path, parameters: dict) -> Path:
@@ -196,7 +203,7 @@ class Pipeline:
 
 
 def run(profile: str = "quick", data_dir: str | None = None, target: str | None = None, resume: bool = False,
-        out_dir: Path | None = None, seed: int = 0) -> Path:
+        out_dir: Path | None = None, seed: int = 0, low_data_codes: str | None = None) -> Path:
     """Run the whole pipeline; return the outputs folder."""
     from rare_gan.data import load_metadata
 
@@ -228,6 +235,10 @@ def run(profile: str = "quick", data_dir: str | None = None, target: str | None 
                         f"`./run_all.sh --profile {profile}`; target {target}; data {meta.root}"
                         f"{' (DEMO)' if meta.demo else ''}.")
     pipe.step("05_evaluate", "05_evaluate", out_dir / "05_evaluate.ipynb", notebook_parameters("05_evaluate", **kw))
+    if low_data_codes:
+        meta.validate_codes(low_data_codes)
+        params = notebook_parameters(LOW_DATA_NOTEBOOK, **{**kw, "target": low_data_codes})
+        pipe.step(LOW_DATA_NOTEBOOK, LOW_DATA_NOTEBOOK, out_dir / f"{LOW_DATA_NOTEBOOK}.ipynb", params)
     for r in runs_of(profile):
         atomic.mark_complete(r.folder(out_dir), {"profile": profile, "target": target, "recipe": r.recipe})
     info = {"profile": profile, "data_dir": str(meta.root), "demo": meta.demo, "target": target, "seed": seed,
@@ -250,11 +261,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="skip steps already done with the same parameters; resume interrupted training")
     parser.add_argument("--out", help="outputs folder (default: outputs/)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--low-data", metavar="CODES",
+                        help="also run notebooks/06_low_data for these codes (e.g. PAC,PVC): k = 5, 10, 20, all real "
+                             "positives, GAN fine-tuned on those k only (about 20 min per code on 2 cores, full profile, "
+                             "plus one pretraining that never sees the codes)")
     args = parser.parse_args(argv)
     from rare_gan.data import DataError
 
     try:
-        out = run(args.profile, args.data, args.target, args.resume, Path(args.out) if args.out else None, args.seed)
+        out = run(args.profile, args.data, args.target, args.resume, Path(args.out) if args.out else None, args.seed,
+                  args.low_data)
     except (StepFailed, DataError) as exc:
         print(f"[run_all] error: {exc}", file=sys.stderr)
         return 1

@@ -277,6 +277,34 @@ def plot_real_vs_synthetic(real_ecg, synth_ecg, fs: float = SAMPLING_RATE_HZ, ti
     return save_figure(subfigs[0].figure, path, dpi)
 
 
+def plot_real_and_synthetic_grid(real_ecgs, synth_ecgs, fs: float = SAMPLING_RATE_HZ, title: str | None = None,
+                                 path=None, dpi: float = 80):
+    """Real ECGs (left column) beside synthetic ones (right column, watermarked), each in the clinical layout.
+
+    ``real_ecgs`` and ``synth_ecgs``: (n, T, 12) in mV, the same n (draw them at random: the figure
+    is meant to show typical ECGs, not chosen ones). Paper scale as :func:`plot_12lead`.
+    """
+    plt = pyplot()
+    real, synth = _as_batch(real_ecgs), _as_batch(synth_ecgs)
+    if len(real) != len(synth) or len(real) == 0:
+        raise ValueError(f"need the same, non-zero number of real and synthetic ECGs, got {len(real)} and {len(synth)}")
+    xs = [[_baseline_removed(e) for e in batch] for batch in (real, synth)]
+    limits = [[_clinical_limits(x) for x in col] for col in xs]
+    sizes = [[_clinical_size_mm(x.shape[0], fs, lim) for x, lim in zip(col, lims)] for col, lims in zip(xs, limits)]
+    width = sum(max(s[0] for s in col) for col in sizes)
+    heights = [max(sizes[0][i][1], sizes[1][i][1]) for i in range(len(real))]
+    header = 12.0 if title else 0.0
+    fig = plt.figure(figsize=(width / 25.4, (sum(heights) + header) / 25.4))
+    grid = fig.subfigures(len(real), 2, height_ratios=heights, squeeze=False)
+    for i in range(len(real)):
+        for k, label in enumerate(("Real", "SYNTHETIC")):
+            size = (max(s[0] for s in sizes[k]), heights[i])
+            _draw_clinical(grid[i, k], xs[k][i], fs, limits[k][i], size, f"{label} #{i + 1}", synthetic=(k == 1))
+    if title:
+        fig.suptitle(title, fontsize=14, fontweight="bold")
+    return save_figure(fig, path, dpi)
+
+
 def plot_12lead_grid(ecgs, titles: Sequence[str] | None = None, fs: float = SAMPLING_RATE_HZ,
                      leads: Sequence[str] = ("II", "V1"), ncols: int = 4, title: str | None = None, path=None,
                      synthetic: bool = False, dpi: float = 100):

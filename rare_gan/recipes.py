@@ -131,6 +131,12 @@ class TrainConfig:
     label codes) start this run, e.g. one pretrained with ``target="ALL"`` on every training record."""
     freeze_discriminator: int = 0
     """Fine-tuning (FreezeD): keep this many of the discriminator's lowest stages (per scale) fixed."""
+    records: list[int] | None = None
+    """Train on these training-fold records (ecg_id) of the target only, e.g. k drawn positives of
+    the low-data study; None = all of them."""
+    exclude_codes: list[str] | None = None
+    """Leave out every record carrying one of these codes (a pretraining that must not see a code
+    whose low-data behaviour is studied)."""
     data_dir: str | None = None
     name: str = "run"
 
@@ -166,6 +172,10 @@ class TrainConfig:
         self.discriminator_scales = tuple(int(s) for s in self.discriminator_scales)
         if self.label_codes is not None:
             self.label_codes = [c.upper() for c in self.label_codes]
+        if self.exclude_codes is not None:
+            self.exclude_codes = sorted(c.upper() for c in self.exclude_codes)
+        if self.records is not None:
+            self.records = sorted(int(r) for r in self.records)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -129,11 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outputs", default="outputs/study", help="run folders and the pretraining cache")
     parser.add_argument("--results", default="outputs/study/results.json")
     parser.add_argument("--n-generate", type=int, default=500)
+    parser.add_argument("--recipes", default="beat,research")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ints = lambda text: [int(s) for s in text.split(",") if s.strip()]  # noqa: E731
     rows = realism_rows(args.data, [c.strip().upper() for c in args.codes.split(",")], ints(args.seeds),
-                        ints(args.research_seeds), args.profile, args.outputs, args.n_generate)
+                        ints(args.research_seeds), args.profile, args.outputs, args.n_generate,
+                        [r.strip() for r in args.recipes.split(",")])
     command = "python -m rare_gan.study " + " ".join(argv if argv is not None else sys.argv[1:])
     path = write_results(args.results, args.section, rows, command)
     print(summarise(rows).to_string(index=False))

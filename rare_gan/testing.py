@@ -1,7 +1,7 @@
 """The project's test command (``./run_all.sh --tests``): unit tests plus every notebook under nbval.
 
 Notebooks run with the tiny ``test`` profile of :mod:`rare_gan.pipeline` (papermill injects the
-parameters into copies under ``build/nbval``), on the DEMO dataset, in order 01 → 05. Exit code 5
+parameters into copies under ``build/nbval``), on the DEMO dataset, in order 01 → 06. Exit code 5
 from pytest (nothing collected) is turned into a failure.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rare_gan.pipeline import NOTEBOOKS, REPO_ROOT, notebook_parameters, prepare_notebook, runs_of
+from rare_gan.pipeline import LOW_DATA_NOTEBOOK, NOTEBOOKS, REPO_ROOT, notebook_parameters, prepare_notebook, runs_of
 
 NBVAL_DIR = REPO_ROOT / "build" / "nbval"
 
@@ -34,6 +34,9 @@ def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
             params = notebook_parameters(name, profile="test", data_dir="demo", out_dir=out_dir, run=run)
             prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{name}.ipynb",
                                              dest / f"{name}{suffix}.ipynb", params))
+    params = notebook_parameters(LOW_DATA_NOTEBOOK, profile="test", data_dir="demo", out_dir=out_dir, target="AFIB")
+    prepared.append(prepare_notebook(REPO_ROOT / "notebooks" / f"{LOW_DATA_NOTEBOOK}.ipynb",
+                                     dest / f"{LOW_DATA_NOTEBOOK}.ipynb", params))
     return sorted(prepared)
 
 

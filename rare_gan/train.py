@@ -259,10 +259,10 @@ def record_codes(meta: PTBXL, ecg_ids, min_likelihood: float = 0.0) -> list[list
     return [[c for c, v in d.items() if v >= min_likelihood] for d in meta.database.loc[list(ecg_ids), "scp_codes"]]
 
 
-def label_vocabulary(meta: PTBXL, min_records: int, min_likelihood: float = 0.0) -> list[str]:
-    """Codes carried by at least ``min_records`` training-fold records with waveforms, sorted."""
-    counts = pd.Series([c for codes in record_codes(meta, meta.select(split="train"), min_likelihood)
-                        for c in codes]).value_counts()
+def label_vocabulary(meta: PTBXL, min_records: int, min_likelihood: float = 0.0, ecg_ids=None) -> list[str]:
+    """Codes carried by at least ``min_records`` of ``ecg_ids`` (default: every training-fold record with a waveform)."""
+    ids = meta.select(split="train") if ecg_ids is None else ecg_ids
+    counts = pd.Series([c for codes in record_codes(meta, ids, min_likelihood) for c in codes]).value_counts()
     return sorted(counts[counts >= min_records].index)
 
 
@@ -289,6 +289,14 @@ def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> Tra
     else:
         codes = meta.validate_codes(config.target)
         ids = meta.select(codes, split="train", min_likelihood=config.min_likelihood)
+    if config.exclude_codes:
+        ids = ids[~meta.has_codes(meta.validate_codes(config.exclude_codes), config.min_likelihood).loc[ids].to_numpy()]
+    if config.records is not None:
+        outside = sorted(set(config.records) - set(int(i) for i in ids))
+        if outside:
+            raise DataError(f"records {outside[:10]} are not training-fold records of {codes} with waveforms "
+                            f"(folds 1-8 only); they cannot be trained on")
+        ids = pd.Index(config.records)
     if len(ids) == 0:
         raise DataError(
             f"no training-fold records with waveforms carry {codes} in {meta.root}; "
@@ -300,7 +308,7 @@ def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> Tra
     labels = label_codes = None
     if config.conditional:
         label_codes = (config.label_codes or (source["train"].get("label_codes") if source else None)
-                       or label_vocabulary(meta, config.min_label_records, config.min_likelihood))
+                       or label_vocabulary(meta, config.min_label_records, config.min_likelihood, ids))
         labels = multi_hot(record_codes(meta, signals.ecg_ids, config.min_likelihood), label_codes)
     return TrainingData(x_scaled=scaler.transform(mv), ecg_ids=signals.ecg_ids, scaler=scaler,
                         data_root=str(meta.root), demo=meta.demo, codes=codes, labels=labels,
@@ -425,9 +433,10 @@ def pretrained_run(recipe: str, data_dir: str | None, seed: int = 0, profile: st
     """The finished pretraining run of ``recipe`` for this data set and seed: reused when cached, trained otherwise.
 
     The folder ``<cache_root>/<recipe>-seed<seed>-<digest>`` is keyed by the pretraining config
-    (recipe settings, profile budget, seed, ``overrides``) and the data's fingerprint (folder,
-    record ids, file sizes and mtimes), so it is shared by every code and learning-rate
-    configuration, and a change to any input trains a new one (the old folder is left alone).
+    (recipe settings, profile budget, seed, ``overrides``), the networks' layer configurations
+    and the data's fingerprint (folder, record ids, file sizes and mtimes), so it is shared by
+    every code and learning-rate configuration, and a change to any input trains a new one (the
+    old folder is left alone).
     """
     import hashlib
 
@@ -437,7 +446,8 @@ def pretrained_run(recipe: str, data_dir: str | None, seed: int = 0, profile: st
     data = prepare_training_data(config)
     if config.conditional and config.label_codes is None:
         config = dataclasses.replace(config, label_codes=data.label_codes)
-    key = hashlib.sha256(json.dumps([_resume_key(config), config.epochs, data.fingerprint], sort_keys=True,
+    networks = [model.get_config() for model in build_models(config, n_labels=len(config.label_codes or []))]
+    key = hashlib.sha256(json.dumps([_resume_key(config), config.epochs, data.fingerprint, networks], sort_keys=True,
                                     default=str).encode()).hexdigest()[:10]
     folder = Path(cache_root) / f"{spec.name}-seed{seed}-{key}"
     if atomic.is_complete(folder):
@@ -484,12 +494,13 @@ def run_folder(config: TrainConfig, outputs: str | os.PathLike = "outputs") -> P
 def train_recipe(recipe: str, target, out_dir: str | os.PathLike | None = None, profile: str = "full",
                  outputs: str | os.PathLike = "outputs", pretrained_root: str | os.PathLike | None = None,
                  resume: bool = True, **overrides) -> tuple[Path, pd.DataFrame]:
-    """Train ``recipe`` for ``target``: pretrain (cached) if the recipe has that stage, then train /
-    fine-tune. ``overrides`` are TrainConfig fields (``lr_generator``, ``seed``, ``data_dir``, ...);
+    """Train ``recipe`` for ``target``: pretrain (cached) if the recipe has that stage and no
+    ``init_from`` is given, then train / fine-tune. ``overrides`` are TrainConfig fields
+    (``lr_generator``, ``seed``, ``data_dir``, ``init_from``, ...);
     ``out_dir`` defaults to :func:`run_folder`. Returns (run folder, history); the folder is printed.
     """
     spec = get_recipe(recipe)
-    if spec.pretrained:
+    if spec.pretrained and not overrides.get("init_from"):
         init = pretrained_run(spec.name, overrides.get("data_dir"), overrides.get("seed", 0), profile,
                               pretrained_root or Path(outputs) / "pretrained")
         overrides = {**overrides, "init_from": str(init)}

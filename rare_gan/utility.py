@@ -1,64 +1,348 @@
-"""Downstream utility with a strong baseline: does synthetic data help a classifier of the rare code?
+"""Downstream utility with strong baselines: does synthetic data help a classifier of the rare code?
 
-Fixed in advance and used everywhere (:mod:`rare_gan.evaluate`, :mod:`rare_gan.candidates`,
-:mod:`rare_gan.realism`):
+Fixed in advance and used everywhere (here, in :mod:`rare_gan.candidates` and :mod:`rare_gan.realism`):
 
-* **Test set: folds 9 and 10 together** (PTB-XL's validation and test folds), real ECGs only,
-  never seen by a generator and never used to select anything; every number is reported with the
-  count of test positives it rests on.
-* **Model selection inside folds 1–8 only**: fixed classifier settings, thresholds from
-  out-of-fold scores of the training folds.
+* **Test set: folds 9 and 10 together** (PTB-XL's validation and test folds), real ECGs only, never
+  seen by a generator and never used to choose anything; every number comes with the count of
+  test positives it rests on.
+* **Everything else is chosen inside folds 1–8**: classifier settings are fixed, decision
+  thresholds come from out-of-fold scores of the training set (F1-optimal), no early stopping.
+* **Primary comparison**: GAN augmentation vs oversampling (jittered copies of the real positives)
+  to the same positive fraction, test AUROC, paired bootstrap, Holm-corrected over every primary
+  comparison of a classifier family.
 
-Classifier families:
+Two classifier families, both run on every training-set variant (``real``, ``real_weighted``,
+``oversample@r``, ``gan@r``, ``tstr``):
 
-* ``features`` — gradient boosting (:func:`rare_gan.realism.feature_classifier`) on the ECG feature
-  set of :mod:`rare_gan.features` (amplitudes, band powers, RR/HRV, median-beat morphology,
-  inter-lead correlations); seconds per fit.
-* ``cnn`` — the inception/residual CNN of :func:`rare_gan.models.build_classifier` (see
-  :mod:`rare_gan.evaluate`).
+* ``features`` — gradient boosting (:func:`rare_gan.realism.feature_classifier`) on the feature set
+  of :mod:`rare_gan.features`; seconds per fit;
+* ``cnn`` — an inception/residual CNN pretrained once per data set and seed on *every*
+  training-fold record as a multi-label classifier of their SCP codes (:func:`pretrained_cnn`),
+  whose pooled features feed a per-code logistic-regression head fitted on each variant's
+  training set (synthetic ECGs pass through the same frozen trunk).
+
+:func:`low_data_study` subsamples the real training positives to k = 5, 10, 20 and all, fine-tunes
+the GAN on those k only (from a pretraining that never saw the code's records) and compares real
+only, class weighting, oversampling and GAN augmentation of the same k.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from rare_gan import features, realism
+from rare_gan import atomic, evaluate, features, metrics, realism
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("features", "cnn")
+BENCHMARK_ANCHORS = {"PAC": 0.956, "PVC": 0.991, "AFLT": 0.959, "CLBBB": 0.998, "AFIB": 0.986, "BIGU": 0.965,
+                     "SVARR": 0.966}
+"""Per-label test AUROC of the PTB-XL benchmark's xresnet1d101 (fold 10, multi-label over 71
+statements, trained on ~17,000 records of folds 1–8): a ceiling from far more data, not a like-for-like."""
+HEADLINE = ("auroc", "auprc", "accuracy", "f1", "sens_at_spec90", "balanced_accuracy")
 
 
-def task_features(task) -> dict[str, np.ndarray]:
-    """Feature matrices of every record of ``task`` per split ('train', 'val', 'test'), cached on disk."""
-    return {s: features.cached(task.scaler.inverse(task.x[s]), tag=s) for s in task.x}
+# ---------------------------------------------------------------------------------------------
+# Test split
+# ---------------------------------------------------------------------------------------------
+def test_split(task) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed test set: scaled ECGs and labels of folds 9 and 10 together."""
+    return np.concatenate([task.x["val"], task.x["test"]]), np.concatenate([task.y["val"], task.y["test"]])
 
 
+# ---------------------------------------------------------------------------------------------
+# The two families: a representation of ECGs and a classifier on it
+# ---------------------------------------------------------------------------------------------
 def fit_feature_model(x: np.ndarray, y: np.ndarray, seed: int = 0, balanced: bool = False):
-    """The feature classifier fitted on ``(x, y)``; ``balanced`` weights the classes inversely to their size."""
+    """The feature classifier fitted on ``(x, y)``.
+
+    ``balanced`` weights each positive by round(n_negative / n_positive) by repeating it that many
+    times: for gradient-boosted trees nearly the same as that sample weight (leaves see the same
+    gradient and hessian sums; only the minimum-leaf-size count differs), and it keeps the
+    unweighted binning, 10× faster than scikit-learn's weighted one.
+    """
     model = realism.feature_classifier(seed, len(y))
     if balanced:
-        model.set_params(class_weight="balanced")
+        positives = np.flatnonzero(y == 1)
+        factor = int(round(np.sum(y == 0) / max(len(positives), 1)))
+        if factor > 1:
+            order = np.r_[np.arange(len(y)), np.repeat(positives, factor - 1)]
+            x, y = x[order], y[order]
     with threadpool_limits(1):
         return model.fit(x, y)
 
 
-def feature_scores(model, x: np.ndarray) -> np.ndarray:
-    """Probability of the target class for feature rows ``x``."""
+def _fit_linear_head(x: np.ndarray, y: np.ndarray, seed: int = 0, balanced: bool = False):
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, random_state=seed,
+                                                               class_weight="balanced" if balanced else None))
+    with threadpool_limits(1):
+        return model.fit(x, y)
+
+
+def scores_of(model, x: np.ndarray) -> np.ndarray:
+    """Probability of the target class for representation rows ``x``."""
     with threadpool_limits(1):
         return model.predict_proba(x)[:, 1]
 
 
-def oof_scores(x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 5, balanced: bool = False) -> np.ndarray:
-    """Out-of-fold scores of the feature classifier over stratified ``folds``-fold CV of ``(x, y)``.
+@dataclass
+class Family:
+    """One classifier family: how ECGs (mV) become rows, and the classifier fitted on the rows."""
 
-    What a threshold or any other choice is made on, so that nothing is chosen on the test folds.
-    """
+    name: str
+    represent: object  # callable(ecgs_mv) -> (n, d)
+    fit: object  # callable(x, y, seed, balanced) -> model
+    description: str = ""
+    seconds: dict = field(default_factory=dict)
+
+
+def feature_family() -> Family:
+    return Family("features", lambda ecgs: features.extract(ecgs), fit_feature_model,
+                  "gradient boosting on ECG features (amplitudes, band powers, RR/HRV, median beat, lead correlations)")
+
+
+def cnn_family(trunk_dir: str | Path, scale_mv: float) -> Family:
+    """The CNN family on a pretrained trunk (``trunk_dir`` from :func:`pretrained_cnn`); inputs scaled by ``scale_mv``."""
+    embed = cnn_embedder(trunk_dir)
+    return Family("cnn", lambda ecgs: embed(np.asarray(ecgs, np.float32) / np.float32(scale_mv)), _fit_linear_head,
+                  "inception/residual CNN pretrained multi-label on every training-fold record, per-code logistic "
+                  "head on its pooled features")
+
+
+def oof_scores(family: Family, x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 3,
+               balanced: bool = False) -> np.ndarray:
+    """Out-of-fold scores of ``family``'s classifier over stratified ``folds``-fold CV of ``(x, y)``:
+    what thresholds are chosen on, so that nothing is chosen on the test folds."""
     scores = np.empty(len(y))
     folds = max(2, min(folds, int(np.sum(y == 1)), int(np.sum(y == 0))))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        scores[test] = feature_scores(fit_feature_model(x[train], y[train], seed, balanced), x[test])
+        scores[test] = scores_of(family.fit(x[train], y[train], seed, balanced), x[test])
     return scores
 
 
-__all__ = ["FAMILIES", "task_features", "fit_feature_model", "feature_scores", "oof_scores"]
+# ---------------------------------------------------------------------------------------------
+# The CNN trunk: multi-label pretraining on every training-fold record
+# ---------------------------------------------------------------------------------------------
+CNN_EPOCHS = {"test": 1, "quick": 10, "full": 30}
+"""Multi-label pretraining epochs of the CNN trunk per profile (cosine-decayed Adam 1e-3, batch 64):
+fixed in advance, not tuned on any code (the multi-label loss over all codes is what it optimises)."""
+
+
+def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root: str | Path = "outputs/classifiers",
+                   epochs: int = CNN_EPOCHS["full"], min_records: int = 3) -> Path:
+    """Train (once, cached) the multi-label CNN trunk on the training folds of ``task``'s data set.
+
+    Targets: every SCP code carried by at least ``min_records`` training-fold records. Records
+    carrying a code of ``exclude`` are left out entirely (the low-data study excludes the code it
+    studies, so the trunk never saw its positives). Inputs are scaled by ``task.scaler``; random
+    circular shifts (±0.5 s) and gains (±20 %) augment every batch.
+    """
+    import keras
+    import tensorflow as tf
+
+    from rare_gan import data, models, train
+
+    meta = data.load_metadata(task.data_root)
+    ids = task.ecg_ids["train"]
+    codes = train.record_codes(meta, ids)
+    excluded = {c.upper() for c in exclude}
+    keep = np.array([not (set(c) & excluded) for c in codes])
+    vocabulary = [c for c in train.label_vocabulary(meta, min_records) if c not in excluded]
+    key = hashlib.sha256(json.dumps([task.data_root, ids[keep].tolist(), vocabulary, seed, epochs,
+                                     task.scaler.scale_mv, "v1"]).encode()).hexdigest()[:10]
+    folder = Path(cache_root) / f"cnn_trunk-seed{seed}-{key}"
+    if atomic.is_complete(folder):
+        return folder
+    x = task.x["train"][keep]
+    y = train.multi_hot([c for c, k in zip(codes, keep) if k], vocabulary)
+    keras.utils.set_random_seed(seed)
+    trunk = models.build_classifier()
+    head = keras.layers.Dense(len(vocabulary), dtype="float32", name="codes")(trunk.get_layer("gap").output)
+    model = keras.Model(trunk.input, head, name="multilabel_cnn")
+    steps = epochs * max(1, len(x) // 64)
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+
+    def augment(ecg, target):
+        shift = tf.random.uniform((), -50, 51, dtype=tf.int32)
+        gain = tf.random.uniform((), 0.8, 1.2)
+        return tf.roll(ecg, shift, axis=0) * gain, target
+
+    stream = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).map(augment)
+              .batch(64, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    start = time.perf_counter()
+    log.info("pretraining the CNN trunk on %d training-fold records, %d codes, %d epochs", len(x), len(vocabulary),
+             epochs)
+    model.fit(stream, epochs=epochs, verbose=0, shuffle=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.mark_incomplete(folder)
+    embedder = keras.Model(model.input, model.get_layer("gap").output, name="cnn_trunk")
+    with atomic.atomic_path(folder / "trunk.keras") as tmp:
+        embedder.save(tmp)
+    atomic.mark_complete(folder, {"codes": vocabulary, "excluded": sorted(excluded), "n_records": int(len(x)),
+                                  "epochs": epochs, "seconds": time.perf_counter() - start})
+    return folder
+
+
+def cnn_embedder(trunk_dir: str | Path):
+    """A function scaled ECGs (n, 1000, 12) → pooled CNN features (n, 256), batched and compiled."""
+    import keras
+    import tensorflow as tf
+
+    from rare_gan import models  # noqa: F401  (custom layers)
+
+    trunk = keras.saving.load_model(Path(trunk_dir) / "trunk.keras", compile=False)
+    step = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
+
+    def embed(x: np.ndarray, batch: int = 256) -> np.ndarray:
+        parts = [step(tf.constant(x[i:i + batch])).numpy() for i in range(0, len(x), batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, trunk.output.shape[-1]), np.float32)
+
+    return embed
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-set variants, fits and the utility table
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Rows:
+    """One family's representation of the real data of a task (computed once, shared by every variant)."""
+
+    train: np.ndarray
+    train_y: np.ndarray
+    test: np.ndarray
+    test_y: np.ndarray
+    train_positives_mv: np.ndarray
+
+
+def real_rows(family: Family, task, positives: np.ndarray | None = None) -> Rows:
+    """``family``'s rows of the task's training folds and of the test folds 9–10 (features are cached)."""
+    mv = {s: task.scaler.inverse(task.x[s]) for s in task.x}
+    if family.name == "features":
+        rep = {s: features.cached(mv[s], tag=s) for s in mv}
+    else:
+        rep = {s: family.represent(mv[s]) for s in mv}
+    test = np.concatenate([rep["val"], rep["test"]])
+    test_y = np.concatenate([task.y["val"], task.y["test"]])
+    y = task.y["train"]
+    keep = np.ones(len(y), bool) if positives is None else (y == 0) | np.isin(np.arange(len(y)), positives)
+    return Rows(rep["train"][keep], y[keep], test, test_y, mv["train"][keep][y[keep] == 1])
+
+
+def variant_rows(family: Family, rows: Rows, variant: str, seed: int, synthetic_mv: np.ndarray | None = None,
+                 synthetic_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(x, y, balanced) of one training-set variant in ``family``'s representation."""
+    rng = np.random.default_rng([seed, 17])
+    x, y = rows.train, rows.train_y
+    if variant in ("real", "real_weighted"):
+        return x, y, variant == "real_weighted"
+    kind, _, ratio = variant.partition("@")
+    if kind == "oversample":
+        picks = rng.integers(0, len(rows.train_positives_mv), size=evaluate.n_to_add(len(y), int(y.sum()), float(ratio)))
+        extra = family.represent(evaluate.jitter(rows.train_positives_mv[picks], rng, noise=0.01, clip=False))
+    elif kind in ("gan", "tstr"):
+        if synthetic_rows is None:
+            if synthetic_mv is None or len(synthetic_mv) == 0:
+                raise ValueError(f"variant {variant!r} needs synthetic ECGs")
+            synthetic_rows = family.represent(synthetic_mv)
+        if kind == "tstr":
+            return np.concatenate([x[y == 0], synthetic_rows]), np.r_[y[y == 0], np.ones(len(synthetic_rows))], False
+        count = evaluate.n_to_add(len(y), int(y.sum()), float(ratio))
+        extra = synthetic_rows[rng.choice(len(synthetic_rows), size=count, replace=count > len(synthetic_rows))]
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+    return np.concatenate([x, extra]), np.r_[y, np.ones(len(extra))], False
+
+
+@dataclass
+class Fit:
+    """Test scores of one family × variant over classifier seeds, with training-chosen thresholds."""
+
+    family: str
+    variant: str
+    test_scores: np.ndarray  # (n_seeds, n_test)
+    thresholds: np.ndarray  # (n_seeds,)
+    seconds_per_fit: float
+
+
+def fit_variant(family: Family, rows: Rows, variant: str, seeds: Sequence[int], synthetic_mv=None,
+                label: str | None = None, thresholds: bool = True) -> Fit:
+    """Fit ``variant`` once per seed. The decision threshold maximises F1 on 3-fold out-of-fold scores
+    of the variant's training set (first seed; reused for the others), or is 0.5 without ``thresholds``."""
+    scores, seconds, cut = [], [], 0.5
+    synthetic_rows = family.represent(synthetic_mv) if synthetic_mv is not None and len(synthetic_mv) else None
+    for i, seed in enumerate(seeds):
+        x, y, balanced = variant_rows(family, rows, variant, seed, synthetic_mv, synthetic_rows)
+        start = time.perf_counter()
+        model = family.fit(x, y, seed, balanced)
+        seconds.append(time.perf_counter() - start)
+        scores.append(scores_of(model, rows.test))
+        if thresholds and i == 0:
+            cut = metrics.choose_threshold(y, oof_scores(family, x, y, seed, balanced=balanced), rule="f1")
+    return Fit(family.name, label or variant, np.stack(scores), np.full(len(seeds), cut), float(np.mean(seconds)))
+
+
+def utility_table(rows: Rows, fits: Sequence[Fit], n_boot: int, seed: int = 0) -> pd.DataFrame:
+    """Long table: family × variant × metric, seed-averaged value with its stratified-bootstrap 95% CI."""
+    frames = []
+    for f in fits:
+        table = metrics.bootstrap_metrics(rows.test_y, f.test_scores, f.thresholds, n_boot=n_boot, seed=seed)
+        frames.append(table.assign(family=f.family, variant=f.variant, seconds_per_fit=f.seconds_per_fit)
+                      .reset_index(names="metric"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def compare(rows: Rows, a: Fit, b: Fit, n_boot: int, metric: str = "auroc") -> dict:
+    """Paired bootstrap of ``a`` − ``b`` on the same test records."""
+    diff = metrics.paired_bootstrap_difference(rows.test_y, a.test_scores, b.test_scores, a.thresholds, b.thresholds,
+                                               metric=metric, n_boot=n_boot)
+    return {"family": a.family, "a": a.variant, "b": b.variant, "metric": metric, **diff}
+
+
+def primary_comparisons(rows_by_family: dict[str, Rows], fits: Sequence[Fit], n_boot: int) -> pd.DataFrame:
+    """The pre-specified primary test: every ``<run>:gan@r`` vs ``oversample@r`` per family, Holm within the family."""
+    out = []
+    for family, rows in rows_by_family.items():
+        mine = {f.variant: f for f in fits if f.family == family}
+        part = [compare(rows, f, mine[f"oversample@{f.variant.split('@')[1]}"], n_boot)
+                for name, f in mine.items() if ":gan@" in name and f"oversample@{name.split('@')[1]}" in mine]
+        frame = pd.DataFrame(part)
+        if len(frame):
+            frame["p_holm"] = metrics.holm_adjust(frame["p_value"])
+            frame["significant_holm"] = frame["p_holm"] < 0.05
+        out.append(frame)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+# ---------------------------------------------------------------------------------------------
+# The low-data study
+# ---------------------------------------------------------------------------------------------
+def subsample_positives(task, k: int | None, draw: int) -> np.ndarray:
+    """Indices (into the training fold) of ``k`` real training positives drawn with seed (draw, k); all if None.
+
+    Only folds 1–8 are ever drawn from: the test folds are not in ``task.x["train"]``.
+    """
+    positives = np.flatnonzero(task.y["train"] == 1)
+    if k is None or k >= len(positives):
+        return positives
+    return np.sort(np.random.default_rng([draw, k, 101]).choice(positives, k, replace=False))
+
+
+__all__ = ["FAMILIES", "BENCHMARK_ANCHORS", "test_split", "fit_feature_model", "scores_of", "Family",
+           "feature_family", "cnn_family", "oof_scores", "pretrained_cnn", "cnn_embedder", "Rows", "real_rows",
+           "variant_rows", "Fit", "fit_variant", "utility_table", "compare", "primary_comparisons",
+           "subsample_positives"]

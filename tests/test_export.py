@@ -64,7 +64,7 @@ def test_vetting_rejects_copies_and_implausible_ecgs(afib_task, tmp_path):
     flat = np.zeros_like(copy)
     unseen = afib_task.positives_mv("test")[0]
     ecgs = np.stack([copy, flat, unseen]).astype(np.float32)
-    scores = candidates.vet(ecgs, afib_task, classifier_epochs=1, classifier_dir=tmp_path, threshold=0.0)
+    scores = candidates.vet(ecgs, afib_task, threshold=0.0)
     assert list(scores["near_copy"]) == [True, False, False]
     assert list(scores["plausible"]) == [True, False, True]
     assert list(scores["accepted"]) == [False, False, True]
@@ -73,12 +73,17 @@ def test_vetting_rejects_copies_and_implausible_ecgs(afib_task, tmp_path):
 
 
 def test_oversampling_and_ratios(afib_task):
-    x, y, _ = evaluate.training_set(afib_task, "oversample@0.25", seed=0)
-    assert abs(y.mean() - 0.25) < 0.01 and len(x) == len(y)
+    from rare_gan import utility
+
+    family = utility.feature_family()
+    rows = utility.real_rows(family, afib_task)
+    x, y, balanced = utility.variant_rows(family, rows, "oversample@0.25", seed=0)
+    assert abs(y.mean() - 0.25) < 0.01 and len(x) == len(y) and not balanced
     assert evaluate.n_to_add(100, 10, 0.5) == 80
     assert evaluate.n_to_add(100, 60, 0.5) == 0
-    synthetic = afib_task.x["train"][afib_task.y["train"] == 1][:3]
-    x, y, _ = evaluate.training_set(afib_task, "tstr", seed=0, synthetic=synthetic)
+    synthetic = afib_task.positives_mv("train")[:3]
+    x, y, _ = utility.variant_rows(family, rows, "tstr", seed=0, synthetic_mv=synthetic)
     assert y.sum() == 3 and len(y) == (afib_task.y["train"] == 0).sum() + 3
+    assert utility.variant_rows(family, rows, "real_weighted", seed=0)[2]
     with pytest.raises(ValueError, match="needs synthetic"):
-        evaluate.training_set(afib_task, "gan@0.25", seed=0)
+        utility.variant_rows(family, rows, "gan@0.25", seed=0)

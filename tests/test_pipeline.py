@@ -9,21 +9,24 @@ import papermill as pm
 import pytest
 
 from rare_gan import pipeline, testing
+from rare_gan.recipes import EXPERIMENTS
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("name", [*pipeline.NOTEBOOKS, pipeline.VARIANTS_NOTEBOOK])
+ALL_NOTEBOOKS = [*pipeline.NOTEBOOKS, pipeline.LOW_DATA_NOTEBOOK]
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_every_parameter_the_pipeline_passes_exists_in_the_notebook(name, tmp_path):
     declared = set(pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb")))
     for profile in pipeline.PROFILES:
-        for experiment in pipeline.EXPERIMENTS:
-            params = pipeline.notebook_parameters(name, profile, "demo", tmp_path, target="AFIB",
-                                                  experiment=experiment)
+        for run in pipeline.runs_of(profile):
+            params = pipeline.notebook_parameters(name, profile, "demo", tmp_path, target="AFIB", run=run)
             assert set(params) <= declared, set(params) - declared
 
 
 def test_notebooks_are_thin_and_stored_without_outputs():
-    for name in [*pipeline.NOTEBOOKS, pipeline.VARIANTS_NOTEBOOK]:
+    for name in ALL_NOTEBOOKS:
         book = nbformat.read(str(REPO / "notebooks" / f"{name}.ipynb"), as_version=4)
         code = [c for c in book.cells if c.cell_type == "code"]
         assert any("parameters" in c.metadata.get("tags", []) for c in code), name
@@ -34,7 +37,7 @@ def test_notebooks_are_thin_and_stored_without_outputs():
 
 
 def test_experiments_match_the_research():
-    initial, modified = pipeline.EXPERIMENTS
+    initial, modified = EXPERIMENTS
     assert (initial.folder, initial.trainer_folder) == ("Rare_GAN", "arrhythmia_gan_outputs")
     assert (initial.lr_discriminator, initial.lr_generator) == (2e-4, 2e-4)
     assert (modified.folder, modified.trainer_folder) == ("Rare_GAN_Improved", "arrhythmia_gan_outputs_tuned")
@@ -77,13 +80,20 @@ def test_choose_target(demo_dir, ptbxl_dir):
 
 def test_nbval_copies_get_tiny_parameters(tmp_path):
     books = testing.prepare_nbval_notebooks(tmp_path)
-    assert [b.stem for b in books] == ["01_explore_ptbxl", "02_build_gan", "03_train", "03_train_modified",
-                                       "04_generate_candidates", "04_generate_candidates_modified", "05_evaluate",
-                                       "06_beyond_one_gan"]
-    train = pm.inspect_notebook(str(tmp_path / "03_train.ipynb"))
-    injected = nbformat.read(str(tmp_path / "03_train.ipynb"), 4)
+    assert [b.stem for b in books] == ["01_explore_ptbxl", "02_build_gan", *[f"03_train_{i}" for i in range(4)],
+                                       *[f"04_generate_candidates_{i}" for i in range(4)], "05_evaluate",
+                                       "06_low_data"]
+    train = pm.inspect_notebook(str(tmp_path / "03_train_3.ipynb"))
+    injected = nbformat.read(str(tmp_path / "03_train_3.ipynb"), 4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in injected.cells)
-    assert "epochs" in train
+    assert "recipe" in train and "'research'" in injected.cells[2].source and "profile = 'test'" in injected.cells[2].source
+
+
+def test_runs_of_each_profile():
+    assert [r.label for r in pipeline.runs_of("quick")] == ["Initial", "Modified"]
+    full = pipeline.runs_of("full")
+    assert [r.label for r in full] == ["Initial", "Modified", "research Initial", "research Modified"]
+    assert full[2].trainer_dir(REPO / "outputs") == REPO / "outputs" / "research" / "Rare_GAN" / "arrhythmia_gan_outputs"
 
 
 def test_run_all_bad_data_dir_fails_cleanly(tmp_path):
@@ -98,3 +108,38 @@ def test_run_all_unknown_target_fails_cleanly(tmp_path):
     out = subprocess.run(["./run_all.sh", "--data", "demo", "--target", "AFLUTTER", "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode != 0 and "unknown SCP code 'AFLUTTER'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_papermill_lr_g_after_run_all_gets_its_own_folder(tmp_path):
+    """The design's example, as a user types it from the repository root after ./run_all.sh:
+    ``papermill notebooks/03_train.ipynb out.ipynb -p lr_g 4e-4``. The Initial run that run_all left
+    is not touched; the new run goes to a folder named after its parameters, which is printed; with
+    Modified's learning rates it goes to the Modified folder."""
+    import json
+    import os
+    import sys
+
+    (tmp_path / "notebooks").symlink_to(REPO / "notebooks")
+    left = tmp_path / "outputs" / "Rare_GAN" / "arrhythmia_gan_outputs"
+    left.mkdir(parents=True)
+    (left / "config.json").write_text(json.dumps({"train": {"target": ["AFIB"], "recipe": "beat", "epochs": 20}}))
+    (left / "history.csv").write_text("epoch\n1\n")
+    before = {p.name: p.read_bytes() for p in left.iterdir()}
+    env = {**os.environ, "RARE_GAN_PROFILE": "test", "PTBXL_DIR": str(tmp_path / "no-ptbxl-here")}
+    env.pop("RARE_GAN_CACHE_DIR", None)
+
+    def papermill(*params):
+        out = subprocess.run([sys.executable, "-m", "papermill", "notebooks/03_train.ipynb", "out.ipynb", *params],
+                             cwd=tmp_path, env={**env, "RARE_GAN_CACHE_DIR": str(tmp_path / "cache")},
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout + out.stderr + (tmp_path / "out.ipynb").read_text()
+
+    text = papermill("-p", "lr_g", "4e-4")
+    new = tmp_path / "outputs" / "runs" / "beat-AFIB-g0.0004-d0.0002"
+    assert f"run folder: {new.relative_to(tmp_path)}" in text or f"run folder: {new}" in text
+    assert json.loads((new / "config.json").read_text())["train"]["lr_generator"] == 4e-4
+    assert {p.name: p.read_bytes() for p in left.iterdir()} == before  # nothing lost, nothing touched
+    text = papermill("-p", "lr_g", "4e-4", "-p", "lr_d", "1e-4")
+    modified = tmp_path / "outputs" / "Rare_GAN_Improved" / "arrhythmia_gan_outputs_tuned"
+    assert (modified / "generator.keras").is_file() and "arrhythmia_gan_outputs_tuned" in text

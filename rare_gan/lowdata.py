@@ -1,0 +1,164 @@
+"""The low-data study: does synthetic data help when there are very few real positives?
+
+For each code and k in (5, 10, 20, all) real training positives (``draws`` random draws per k, from
+folds 1–8 only; :func:`rare_gan.utility.subsample_positives`):
+
+* the default recipe's GAN is fine-tuned on **those k ECGs only**, from a pretraining that left out
+  every record carrying any studied code (:func:`held_out_pretraining`), so no generator ever saw
+  another positive; its generated ECGs are kept when plausible and not near-copies (a classifier
+  trained on 5 positives is no judge of confidence);
+* both classifier families (:mod:`rare_gan.utility`; the CNN trunk is likewise pretrained without
+  the studied codes) are trained on the k positives + every real negative as: real only, class
+  weighting, oversampling to ``ratio`` positives, GAN augmentation to ``ratio`` positives;
+* AUROC and AUPRC on the fixed test set (folds 9–10) with stratified-bootstrap CIs.
+
+``python -m rare_gan.lowdata --codes PAC,PVC --data ../shared/ptbxl`` or ``./run_all.sh --low-data PAC,PVC``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from rare_gan import atomic, evaluate, generate, metrics, physiology, plots, train, utility
+from rare_gan.recipes import INITIAL
+
+log = logging.getLogger(__name__)
+
+KS = (5, 10, 20, None)
+VARIANTS = ("real", "real_weighted", "oversample", "gan")
+FEW_EPOCHS = 4
+"""Fine-tuning epochs (of the recipe's steps per epoch) for k ≤ 20 positives, fixed in advance: a
+full fine-tuning budget on 5 ECGs would be thousands of passes over them."""
+
+
+def held_out_pretraining(data_dir: str | None, codes: Sequence[str], seed: int, profile: str,
+                         cache_root: str | Path) -> Path:
+    """The default recipe's pretraining on every training-fold record that carries none of ``codes`` (cached)."""
+    return train.pretrained_run("beat", data_dir, seed=seed, profile=profile, cache_root=cache_root,
+                                exclude_codes=list(codes))
+
+
+def _usable(ecgs_mv: np.ndarray, task, positives_mv: np.ndarray) -> np.ndarray:
+    """The generated ECGs that are plausible and not near-copies of the k training positives."""
+    plausible = physiology.ecg_features(ecgs_mv, delineate=False)["plausible"].to_numpy()
+    table, _ = metrics.memorisation_report(ecgs_mv, positives_mv, task.unseen_positives_mv())
+    return ecgs_mv[plausible & ~table["near_copy"].to_numpy()]
+
+
+def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Path, out_dir: Path,
+               all_codes: Sequence[str], ks=KS, draws: int = 3, seed: int = 0, profile: str = "full",
+               ratio: float = 0.25, n_generate: int = 300, n_boot: int = 1000) -> list[dict]:
+    """Every (k, draw, family, variant) row of one code."""
+    task = evaluate.load_task(data_dir, code)
+    trunk = utility.pretrained_cnn(task, seed, exclude=all_codes, cache_root=trunk_root,
+                                   epochs=utility.CNN_EPOCHS[profile])
+    families = [utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv)]
+    rows = []
+    for k in ks:
+        for draw in range(draws if k is not None else 1):
+            start = time.perf_counter()
+            picks = utility.subsample_positives(task, k, draw)
+            ids = [int(i) for i in task.ecg_ids["train"][picks]]
+            run_dir, _ = train.train_recipe("beat", code, out_dir / code / f"k{k or 'all'}-draw{draw}",
+                                            profile=profile, data_dir=data_dir, seed=seed, records=ids,
+                                            init_from=str(pretrained), **INITIAL,
+                                            **({"epochs": FEW_EPOCHS} if k is not None and profile == "full" else {}))
+            positives_mv = task.scaler.inverse(task.x["train"][picks])
+            synthetic = _usable(generate.generate(generate.load_run(run_dir), n_generate, seed=seed), task, positives_mv)
+            for family in families:
+                real = utility.real_rows(family, task, positives=picks)
+                plan = ["real", "real_weighted", f"oversample@{ratio:g}"] + ([f"gan@{ratio:g}"] if len(synthetic) else [])
+                for variant in plan:
+                    fit = utility.fit_variant(family, real, variant, [seed], synthetic if "gan" in variant else None,
+                                              thresholds=False)
+                    table = metrics.bootstrap_metrics(real.test_y, fit.test_scores, fit.thresholds, n_boot=n_boot)
+                    rows.append({"code": code, "family": family.name, "variant": variant.split("@")[0],
+                                 "k": k or int(len(picks)), "k_label": str(k) if k else "all", "draw": draw,
+                                 "n_synthetic": int(len(synthetic)),
+                                 "n_test_positives": int(real.test_y.sum()),
+                                 **{f"{m}{suffix}": float(table.at[m, col]) for m in ("auroc", "auprc")
+                                    for suffix, col in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))}})
+            log.info("%s k=%s draw %d: %d usable synthetic ECGs (%.0f s)", code, k or "all", draw, len(synthetic),
+                     time.perf_counter() - start)
+    return rows
+
+
+def summary(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
+    """AUROC (mean over draws, with the draws' range) per code × family × k × variant."""
+    t = pd.DataFrame(rows)
+    g = t.groupby(["code", "family", "k_label", "variant"], sort=False)["auroc"]
+    out = pd.DataFrame({"auroc_mean": g.mean(), "auroc_min": g.min(), "auroc_max": g.max(), "draws": g.size()})
+    return out.round(3).reset_index()
+
+
+def plot(rows: Sequence[dict] | pd.DataFrame, metric: str = "auroc", path=None):
+    """``metric`` against k per code (rows) and family (columns), mean over draws with the mean CI."""
+    plt = plots.pyplot()
+    t = pd.DataFrame(rows)
+    codes, families = list(dict.fromkeys(t["code"])), list(dict.fromkeys(t["family"]))
+    fig, axes = plt.subplots(len(codes), len(families), figsize=(4.2 * len(families), 3.2 * len(codes)),
+                             squeeze=False, sharey=True)
+    labels = list(dict.fromkeys(t["k_label"]))
+    for i, code in enumerate(codes):
+        for j, family in enumerate(families):
+            ax = axes[i, j]
+            sub = t[(t["code"] == code) & (t["family"] == family)]
+            for offset, variant in enumerate(VARIANTS):
+                v = sub[sub["variant"] == variant].groupby("k_label", sort=False)[
+                    [metric, f"{metric}_ci_low", f"{metric}_ci_high"]].mean().reindex(labels)
+                x = np.arange(len(labels)) + 0.06 * (offset - 1.5)
+                ax.errorbar(x, v[metric], yerr=[v[metric] - v[f"{metric}_ci_low"], v[f"{metric}_ci_high"] - v[metric]],
+                            marker="o", capsize=2, label=variant)
+            ax.set_xticks(range(len(labels)), [f"k={k}" for k in labels])
+            ax.set_title(f"{code}, {family}", fontsize=10)
+            ax.set_ylabel(f"test {metric.upper()} (folds 9–10)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Low-data study: real positives k, mean over draws (bars: mean bootstrap 95% CI)", fontsize=11)
+    fig.tight_layout()
+    return plots.save_figure(fig, path, 110)
+
+
+def run(codes: Sequence[str], data_dir: str | None, out_dir: str | Path = "outputs/low_data", ks=KS, draws: int = 3,
+        seed: int = 0, profile: str = "full", n_generate: int = 300, n_boot: int = 1000) -> pd.DataFrame:
+    """The whole study: the held-out pretrainings (cached), every code, ``rows.csv`` and figures in ``out_dir``."""
+    out_dir = Path(out_dir)
+    codes = [c.upper() for c in codes]
+    pretrained = held_out_pretraining(data_dir, codes, seed, profile, out_dir / "pretrained")
+    rows = []
+    for code in codes:
+        rows += study_code(code, data_dir, pretrained, out_dir / "classifiers", out_dir, codes, ks, draws, seed,
+                           profile, n_generate=n_generate, n_boot=n_boot)
+    table = pd.DataFrame(rows)
+    with atomic.atomic_path(out_dir / "rows.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    plot(table, path=out_dir / "low_data_auroc.png")
+    plot(table, metric="auprc", path=out_dir / "low_data_auprc.png")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rare_gan.lowdata", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--codes", default="PAC,PVC")
+    parser.add_argument("--data", help="PTB-XL folder (default: $PTBXL_DIR, data/ptbxl, else DEMO)")
+    parser.add_argument("--out", default="outputs/low_data")
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--profile", default="full", choices=["test", "quick", "full"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    table = run(args.codes.split(","), args.data, args.out, draws=args.draws, seed=args.seed, profile=args.profile)
+    print(summary(table).to_string(index=False))
+    print(f"rows and figures: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Utility: both classifier families, fixed test split, k-subsampling, the low-data study end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rare_gan import data, evaluate, lowdata, utility
+
+
+@pytest.fixture(scope="module")
+def afib(demo_dir):
+    return evaluate.load_task("demo", "AFIB")
+
+
+def test_feature_model_separates_a_known_separable_demo_pair(afib):
+    family = utility.feature_family()
+    rows = utility.real_rows(family, afib)
+    fit = utility.fit_variant(family, rows, "real", [0, 1])
+    table = utility.utility_table(rows, [fit], n_boot=200).set_index("metric")
+    assert table.at["auroc", "mean"] > 0.95 and table.at["auroc", "n_pos"] == int(rows.test_y.sum())
+    assert fit.test_scores.shape == (2, len(rows.test_y)) and 0 < fit.thresholds[0] < 1
+    x, y = utility.test_split(afib)
+    assert len(y) == len(rows.test_y) == len(afib.y["val"]) + len(afib.y["test"])
+
+
+def test_subsampling_is_reproducible_and_never_touches_the_test_folds(afib, demo_dir):
+    a = utility.subsample_positives(afib, 5, draw=0)
+    assert np.array_equal(a, utility.subsample_positives(afib, 5, draw=0))
+    assert not np.array_equal(a, utility.subsample_positives(afib, 5, draw=1))
+    assert len(a) == 5 and (afib.y["train"][a] == 1).all()
+    folds = data.load_metadata(demo_dir).database.loc[afib.ecg_ids["train"][a], "strat_fold"]
+    assert folds.between(1, 8).all()
+    assert np.array_equal(utility.subsample_positives(afib, None, 0), np.flatnonzero(afib.y["train"] == 1))
+    rows = utility.real_rows(utility.feature_family(), afib, positives=a)
+    assert rows.train_y.sum() == 5 and len(rows.train_y) == (afib.y["train"] == 0).sum() + 5
+
+
+def test_primary_comparison_is_holm_corrected_per_family(afib):
+    family = utility.feature_family()
+    rows = utility.real_rows(family, afib)
+    synthetic = afib.positives_mv("train")
+    fits = [utility.fit_variant(family, rows, v, [0], synthetic if "gan" in v else None, label=label, thresholds=False)
+            for v, label in (("oversample@0.25", "oversample@0.25"), ("gan@0.25", "A:gan@0.25"),
+                             ("gan@0.25", "B:gan@0.25"))]
+    primary = utility.primary_comparisons({"features": rows}, fits, n_boot=200)
+    assert list(primary["a"]) == ["A:gan@0.25", "B:gan@0.25"] and set(primary["b"]) == {"oversample@0.25"}
+    assert (primary["p_holm"] >= primary["p_value"]).all()
+
+
+def test_low_data_study_runs_end_to_end_on_demo(demo_dir, tmp_path):
+    table = lowdata.run(["AFIB"], "demo", tmp_path, ks=(5, None), draws=1, profile="test", n_generate=16,
+                        n_boot=50)
+    assert set(table["family"]) == {"features", "cnn"} and set(table["k_label"]) == {"5", "all"}
+    assert {"real", "real_weighted", "oversample"} <= set(table["variant"])
+    assert table["auroc"].between(0, 1).all() and (table["n_test_positives"] > 0).all()
+    assert (tmp_path / "rows.csv").is_file() and (tmp_path / "low_data_auroc.png").is_file()
+    config = pd.read_json(next((tmp_path / "AFIB").glob("k5-draw0/config.json")), typ="series")["train"]
+    assert len(config["records"]) == 5 and config["init_from"].startswith(str(tmp_path / "pretrained"))
+    pretrained = pd.read_json(next((tmp_path / "pretrained").glob("*/config.json")), typ="series")["train"]
+    assert pretrained["exclude_codes"] == ["AFIB"]
+    assert not lowdata.summary(table).empty
