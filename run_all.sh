@@ -39,7 +39,7 @@ ensure_env() {
 }
 
 ensure_env
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}" PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}" PYTHONWARNINGS="${PYTHONWARNINGS:-ignore::DeprecationWarning}"
 
 case "${1:-}" in
 --tests)

@@ -1,8 +1,10 @@
-"""Throughput benchmark: ``python -m rare_gan.bench [--quick] [--out bench.json]``.
+"""Throughput benchmark: ``python -m rare_gan.bench [--quick] [--gpu] [--out bench.json]``.
 
-Measures, in one run on one machine: the machine's matmul FLOP/s (fp32, bf16), GAN training
-samples/s (fp32 and mixed_bfloat16, batch 64, random data), generation ECGs/s, parameter counts,
-FLOPs per training sample (so training reads as a fraction of the hardware limit), peak RSS, and
+Measures, in one run on one machine: the machine's matmul FLOP/s (fp32, bf16) and whether it has
+bf16 matrix units; per recipe (the default ``beat`` and ``research``) training samples/s (fp32 and
+mixed_bfloat16, batch 64, random data, the recipe's own step with its penalties and augmentation),
+FLOPs per training sample counted by TensorFlow's graph profiler on that step (so training reads
+as a fraction of the measured matmul rate), generation ECGs/s and parameter counts; peak RSS; and
 two reference generators: neurokit2's ``ecg_simulate(method="multileads")`` and, when installed
 (``pip install torch==2.13.0 deepfake-ecg==1.1.2``), DeepFake-ECG (8 leads at 500 Hz; the other 4
 leads derived and everything resampled to 100 Hz, so all produce the same (1000, 12) ECG).
@@ -24,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _median_rate(work: Callable[[], int], repeats: int, min_seconds: float) -> float:
@@ -49,31 +51,76 @@ def matmul_flops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 * _median_rate(lambda: (step().numpy(), 1)[1], repeats, 0.5)
 
 
-def training_rate(precision: str, batch_size: int, repeats: int, min_seconds: float) -> tuple[float, object, object]:
-    """Training samples/s of the default GAN (non-saturating loss, one D and one G step per batch)."""
+def _gan(recipe: str, precision: str, batch_size: int, n_labels: int = 57, strategy: str = "default"):
+    """A compiled ECGGAN of ``recipe`` and one batch of random data for it (labels for a conditional recipe)."""
+    import tensorflow as tf
+
+    from rare_gan import gan, recipes, train
+
+    spec = recipes.get_recipe(recipe)
+    config = spec.config("BENCH", precision=precision, batch_size=batch_size, strategy=strategy,
+                         label_codes=[f"C{i}" for i in range(n_labels)] if spec.settings.get("conditional") else None)
+    with train.get_strategy(strategy).scope():
+        generator, discriminator = gan.build_models(config, n_labels=n_labels if config.conditional else 0)
+        model = gan.make_gan(generator, discriminator, config)
+    rng = np.random.default_rng(0)
+    real = tf.constant(rng.uniform(-0.3, 0.3, (batch_size, 1000, 12)).astype(np.float32))
+    labels = tf.constant((rng.random((batch_size, n_labels)) < 0.05).astype(np.float32))
+    return model, (real, labels) if config.conditional else real
+
+
+def step_flops(recipe: str, batch_size: int = 64) -> float:
+    """FLOPs per training sample of one ``train_step`` (D step, G step, every penalty), counted by
+    TensorFlow's graph profiler on the traced step (MatMul, convolutions and their gradients,
+    second-order R1 included; a lazily applied R1 is counted in the fraction of steps it runs)."""
+    import tensorflow as tf
+
+    model, batch = _gan(recipe, "float32", batch_size)
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+
+    def counted(r1_every: int) -> float:
+        model.r1_every = r1_every  # 1: the penalty branch is the graph itself, so it is counted
+        graph = tf.function(model.train_step).get_concrete_function(batch).graph
+        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / batch_size
+
+    lazy = model.r1_every
+    if not model.r1_weight or lazy == 1:
+        return counted(1)
+    with_r1, without = counted(1), None
+    model.r1_weight = 0.0
+    without = counted(1)
+    return without + (with_r1 - without) / lazy
+
+
+def training_rate(recipe: str, precision: str, batch_size: int, repeats: int, min_seconds: float,
+                  strategy: str = "default") -> tuple[float, object, object]:
+    """Training samples/s of ``recipe`` (its own loss, penalties and augmentation; random data), one
+    ``train_step`` per batch under ``strategy`` (the batch is split across its replicas)."""
     import tensorflow as tf
 
     from rare_gan import train
 
-    config = train.TrainConfig(target="BENCH", precision=precision, batch_size=batch_size)
-    generator, discriminator = train.build_models(config)
-    gan = train.make_gan(generator, discriminator, config)
-    real = tf.constant(np.random.default_rng(0).uniform(-0.3, 0.3, (batch_size, 1000, 12)).astype(np.float32))
-    step = tf.function(gan.train_step)
+    distribution = train.get_strategy(strategy)
+    model, batch = _gan(recipe, precision, batch_size, strategy=strategy)
+    batches = iter(distribution.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat()))
+    step = tf.function(lambda data: distribution.run(model.train_step, args=(data,)))
 
     def work() -> int:
-        step(real)["d_loss"].numpy()
+        out = step(next(batches))["d_loss"]
+        distribution.experimental_local_results(out)[0].numpy()
         return batch_size
 
-    return _median_rate(work, repeats, min_seconds), generator, discriminator
+    return _median_rate(work, repeats, min_seconds), model.generator, model.discriminator
 
 
-def generation_rate(generator, n: int = 2048) -> float:
+def generation_rate(generator, n: int = 4096) -> float:
     """Generated ECGs/s in inference mode (batched, :func:`rare_gan.generate.generate_scaled`)."""
     from rare_gan import generate
 
-    latent = generate.latent_vectors(n, generator.input_shape[-1], 0)
-    return _median_rate(lambda: len(generate.generate_scaled(generator, latent)), 3, 1.0)
+    latent = generate.latent_vectors(n, generator.inputs[0].shape[-1], 0)
+    labels = np.zeros((n, generator.inputs[1].shape[-1]), np.float32) if len(generator.inputs) > 1 else None
+    return _median_rate(lambda: len(generate.generate_scaled(generator, latent, labels=labels)), 3, 1.0)
 
 
 def neurokit_rate(n: int) -> float:
@@ -116,7 +163,25 @@ def deepfake_rate(n: int) -> float | str:
     return _median_rate(work, 2, 1.0)
 
 
-def run(quick: bool = False) -> dict:
+def bf16_hardware() -> dict:
+    """Whether this machine has bf16 matrix units: AMX / AVX-512-BF16 CPU flags, or a GPU of compute capability ≥ 8."""
+    import tensorflow as tf
+
+    flags = set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    except OSError:
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in
+            tf.config.list_physical_devices("GPU")]
+    return {"cpu_amx_bf16": "amx_bf16" in flags, "cpu_avx512_bf16": "avx512_bf16" in flags,
+            "gpu_compute_capabilities": [list(c) if c else None for c in gpus],
+            "bf16_matrix_units": bool({"amx_bf16", "avx512_bf16"} & flags) or any(c and c[0] >= 8 for c in gpus)}
+
+
+def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str = "default",
+        batch_size: int = 64) -> dict:
     """Run every measurement; return the results as a dict."""
     import keras
     import tensorflow as tf
@@ -126,32 +191,36 @@ def run(quick: bool = False) -> dict:
     repeats, window = (2, 2.0) if quick else (5, 4.0)
     result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                           "tensorflow": tf.__version__, "keras": keras.__version__,
-                          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]},
-              "quick": quick}
+                          "tensorflow_built_with_cuda": tf.test.is_built_with_cuda(),
+                          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], **bf16_hardware()},
+              "quick": quick, "strategy": strategy, "batch_size": batch_size}
     result["matmul_gflops"] = {d: matmul_flops(d) / 1e9 for d in ("float32", "bfloat16")}
-    train_rates = {}
-    for precision in ("float32", "mixed_bfloat16"):
-        train_rates[precision], generator, discriminator = training_rate(precision, 64, repeats, window)
-        if precision == "float32":
-            fp32_models = (generator, discriminator)
-    generator, discriminator = fp32_models
-    g_flops, d_flops = models.flops_per_sample(generator), models.flops_per_sample(discriminator)
-    # per training sample: G forward twice + G backward (≈2×) = 4G; D forward on real, fake, fake
-    # and the matching backward passes ≈ 9D (see README, Performance)
-    flops_per_train_sample = 4 * g_flops + 9 * d_flops
-    result["models"] = {"generator_params": generator.count_params(), "discriminator_params": discriminator.count_params(),
-                        "generator_mflop_forward": g_flops / 1e6, "discriminator_mflop_forward": d_flops / 1e6,
-                        "mflop_per_training_sample": flops_per_train_sample / 1e6}
-    result["training_samples_per_s"] = train_rates
-    result["training_fraction_of_matmul_peak"] = {
-        "float32": train_rates["float32"] * flops_per_train_sample / (result["matmul_gflops"]["float32"] * 1e9),
-        "mixed_bfloat16": train_rates["mixed_bfloat16"] * flops_per_train_sample
-        / (result["matmul_gflops"]["bfloat16"] * 1e9)}
-    result["bf16_speedup"] = train_rates["mixed_bfloat16"] / train_rates["float32"]
-    gen = generation_rate(generator)
+    result["recipes"] = {}
+    generators = {}
+    for recipe in recipes_to_time:
+        rates = {}
+        for precision in ("float32", "mixed_bfloat16"):
+            rates[precision], generator, discriminator = training_rate(recipe, precision, batch_size, repeats, window,
+                                                                       strategy)
+            if precision == "float32":
+                generators[recipe] = generator
+                g_flops, d_flops = models.flops_per_sample(generator), models.flops_per_sample(discriminator)
+                params = (generator.count_params(), discriminator.count_params())
+        per_sample = step_flops(recipe)
+        peak = result["matmul_gflops"]
+        result["recipes"][recipe] = {
+            "generator_params": params[0], "discriminator_params": params[1],
+            "generator_mflop_forward": g_flops / 1e6, "discriminator_mflop_forward": d_flops / 1e6,
+            "mflop_per_training_sample": per_sample / 1e6, "training_samples_per_s": rates,
+            "training_fraction_of_matmul_rate": {"float32": rates["float32"] * per_sample / (peak["float32"] * 1e9),
+                                                 "mixed_bfloat16": rates["mixed_bfloat16"] * per_sample
+                                                 / (peak["bfloat16"] * 1e9)},
+            "bf16_speedup": rates["mixed_bfloat16"] / rates["float32"],
+            "generation_ecgs_per_s": generation_rate(generators[recipe])}
+    gen = result["recipes"][recipes_to_time[0]]["generation_ecgs_per_s"]
     nk_rate = neurokit_rate(2 if quick else 5)
     df_rate = deepfake_rate(16 if quick else 64)
-    result["generation_ecgs_per_s"] = {"rare_gan": gen, "neurokit2_multileads": nk_rate, "deepfake_ecg": df_rate}
+    result["reference_generators_ecgs_per_s"] = {"neurokit2_multileads": nk_rate, "deepfake_ecg": df_rate}
     result["generation_speedup_vs"] = {"neurokit2_multileads": gen / nk_rate,
                                        "deepfake_ecg": gen / df_rate if isinstance(df_rate, float) else None}
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -160,10 +229,27 @@ def run(quick: bool = False) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rare_gan.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="shorter timing windows (about a minute in all)")
+    parser.add_argument("--quick", action="store_true", help="shorter timing windows (a few minutes in all)")
     parser.add_argument("--out", default="outputs/bench.json", help="where to write the JSON (default outputs/bench.json)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="check and benchmark the CUDA path: GPU found, mirrored training over every GPU "
+                             "(batch 256), samples/s, generation rate; exit 3 when no GPU is visible")
+    parser.add_argument("--allow-cpu", action="store_true", help="with --gpu: run the same checks on CPU devices")
     args = parser.parse_args(argv)
-    result = run(args.quick)
+    if args.gpu:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        print(f"TensorFlow {tf.__version__}, built with CUDA: {tf.test.is_built_with_cuda()}; GPUs: "
+              f"{[g.name for g in gpus] or 'none'}", file=sys.stderr)
+        if not gpus and not args.allow_cpu:
+            print("no CUDA GPU visible: install the CUDA build (pip install 'tensorflow[and-cuda]==2.21.0') on a "
+                  "machine with an NVIDIA driver, or pass --allow-cpu to run the same checks on the CPU",
+                  file=sys.stderr)
+            return 3
+        result = run(args.quick, strategy="mirrored", batch_size=256 if gpus else 64)
+    else:
+        result = run(args.quick)
     from rare_gan import atomic
 
     atomic.write_json(args.out, result)

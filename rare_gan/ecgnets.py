@@ -103,7 +103,7 @@ class BeatRenderer(layers.Layer):
         inside = (index >= 0) & (index + beat_length + 1 <= extended)
         shifted *= tf.cast(inside, tf.float32)[..., None, None]
         index = tf.where(inside, index, 0)
-        batch, n_beats = tf.shape(weights)[0], tf.shape(weights)[1]
+        batch = tf.shape(weights)[0]
         slot = (tf.range(batch)[:, None, None] * extended + index[..., None]
                 + tf.range(beat_length + 1)[None, None, :])  # (batch, beats, beat_length + 1)
         summed = tf.math.unsorted_segment_sum(tf.reshape(shifted, [-1, n_leads]), tf.reshape(slot, [-1]),

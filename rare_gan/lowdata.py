@@ -152,11 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--profile", default="full", choices=["test", "quick", "full"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", help="also put the rows under 'low_data' in this results JSON "
+                                          "(e.g. outputs/study/results.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     table = run(args.codes.split(","), args.data, args.out, draws=args.draws, seed=args.seed, profile=args.profile)
     print(summary(table).to_string(index=False))
     print(f"rows and figures: {args.out}")
+    if args.results:
+        from rare_gan import study
+
+        command = "python -m rare_gan.lowdata " + " ".join(argv if argv is not None else sys.argv[1:])
+        print("results:", study.write_results(args.results, "low_data", table.to_dict("records"), command))
     return 0
 
 

@@ -8,10 +8,8 @@ Classification (target vs rest, few positives):
     *validation* scores; :func:`bootstrap_metrics` — seed-averaged estimates with stratified
     percentile-bootstrap CIs over test records; :func:`paired_bootstrap_difference` — model A vs B
     on the same resamples; :func:`holm_adjust` — family-wise correction of several comparisons.
-Realism (real vs synthetic):
-  * :func:`amplitude_stats` / :func:`amplitude_table`, :func:`welch_psd` / :func:`psd_distance`,
-    :func:`mmd_rbf`, :func:`c2st_auroc`, :func:`wasserstein`; smoothness:
-    :func:`high_frequency_ratio`, :func:`spectral_entropy`. Feature map: :func:`ecg_features`.
+Realism (real vs synthetic; the two-sample tests live in :mod:`rare_gan.realism`):
+  * :func:`wasserstein`; smoothness: :func:`high_frequency_ratio`.
 Memorisation:
   * :func:`nearest_neighbour_similarity` (shift- and scale-invariant), :func:`memorisation_report`.
 """
@@ -21,16 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.fft
-from scipy import signal, special, stats
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from scipy import signal, stats
 from threadpoolctl import threadpool_limits
 
-from rare_gan.leads import DISPLAY_NAMES, SAMPLING_RATE_HZ
+from rare_gan.leads import SAMPLING_RATE_HZ
 
 METRIC_NAMES: tuple[str, ...] = (
     "auroc", "auprc", "sens_at_spec90", "sens_at_spec95",
@@ -41,14 +33,9 @@ METRIC_NAMES: tuple[str, ...] = (
 NEAR_COPY_ABSOLUTE = 0.95
 """Nearest-neighbour similarity above which a synthetic ECG is always a near-copy (see :func:`memorisation_report`)."""
 
-PSD_BAND_HZ = (0.5, 45.0)
-"""Frequency band of :func:`psd_distance` (Hz): above baseline wander, below the 50 Hz Nyquist limit."""
-
 SPECTRUM_LOW_HZ = 0.5
 """Power below this frequency (baseline wander) is ignored by the smoothness metrics (Hz)."""
 
-FEATURE_BANDS_HZ: tuple[tuple[float, float], ...] = ((0.5, 3), (3, 8), (8, 15), (15, 25), (25, 45))
-"""Welch-PSD bands of :func:`ecg_features` (Hz)."""
 
 _NPERSEG = 256
 _NN_CHUNK_ELEMENTS = 2 ** 23  # per-chunk (lags x queries x references) budget of nearest_neighbour_similarity
@@ -253,57 +240,10 @@ def _as_ecgs(ecgs) -> np.ndarray:
     return x
 
 
-def _lead_names(n_leads: int) -> list[str]:
-    """Row labels for a per-lead table: clinical lead names for 12 leads, else lead0, lead1, …"""
-    return list(DISPLAY_NAMES) if n_leads == len(DISPLAY_NAMES) else [f"lead{i}" for i in range(n_leads)]
-
-
-def amplitude_stats(ecgs) -> pd.DataFrame:
-    """Per-lead amplitude summary (mV): mean, std, 1st/99th percentile over all samples and records,
-    and the median over records of each record's peak-to-peak amplitude."""
-    x = _as_ecgs(ecgs)
-    flat = x.reshape(-1, x.shape[2])
-    p1, p99 = np.percentile(flat, [1, 99], axis=0)
-    return pd.DataFrame({
-        "mean_mv": flat.mean(axis=0),
-        "std_mv": flat.std(axis=0),
-        "p1_mv": p1,
-        "p99_mv": p99,
-        "ptp_median_mv": np.median(np.ptp(x, axis=1), axis=0),
-    }, index=pd.Index(_lead_names(x.shape[2]), name="lead"))
-
-
-def amplitude_table(real, synth) -> pd.DataFrame:
-    """:func:`amplitude_stats` of both sets side by side: columns ``<stat>_real``, ``<stat>_synth``."""
-    a, b = amplitude_stats(real), amplitude_stats(synth)
-    return pd.concat([pd.DataFrame({f"{c}_real": a[c], f"{c}_synth": b[c]}) for c in a.columns], axis=1)
-
-
 def _record_psd(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """Welch PSD per record and lead: freqs (F,) Hz, psd (n, leads, F) mV²/Hz (nperseg 256, mean removed)."""
     freqs, psd = signal.welch(x, fs=fs, nperseg=min(_NPERSEG, x.shape[1]), axis=1)
     return freqs, np.moveaxis(psd, 1, 2)
-
-
-def welch_psd(ecgs, fs: float = SAMPLING_RATE_HZ) -> tuple[np.ndarray, np.ndarray]:
-    """Welch PSD (nperseg 256) averaged over records: freqs (F,) in Hz, psd (leads, F) in mV²/Hz."""
-    freqs, psd = _record_psd(_as_ecgs(ecgs), fs)
-    return freqs, psd.mean(axis=0)
-
-
-def psd_distance(real, synth, fs: float = SAMPLING_RATE_HZ, band_hz: tuple[float, float] = PSD_BAND_HZ) -> float:
-    """Log-spectral distance (dB) between the record-averaged Welch PSDs of two ECG sets.
-
-    Per lead: ``sqrt(mean_f (10·log10(P_real(f) / P_synth(f)))²)`` over frequencies f in
-    ``band_hz`` (default 0.5–45 Hz); the result is the mean over leads. 0 = identical spectra; a
-    uniform gain error g on every frequency gives 20·log10(g) dB (e.g. ×2 amplitude → 6.0 dB).
-    """
-    freqs, p_real = welch_psd(real, fs)
-    _, p_synth = welch_psd(synth, fs)
-    in_band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
-    tiny = np.finfo(np.float64).tiny
-    ratio_db = 10 * np.log10(np.maximum(p_real[:, in_band], tiny) / np.maximum(p_synth[:, in_band], tiny))
-    return float(np.sqrt((ratio_db ** 2).mean(axis=1)).mean())
 
 
 def _band_power_fractions(ecgs, fs: float, cutoff_hz: float) -> tuple[np.ndarray, np.ndarray]:
@@ -324,127 +264,6 @@ def high_frequency_ratio(ecgs, fs: float = SAMPLING_RATE_HZ, cutoff_hz: float = 
     """
     p, high = _band_power_fractions(ecgs, fs, cutoff_hz)
     return np.nanmean(p[..., high].sum(axis=-1), axis=1)
-
-
-def spectral_entropy(ecgs, fs: float = SAMPLING_RATE_HZ) -> np.ndarray:
-    """Normalised spectral (Shannon) entropy per ECG in [0, 1], shape (n,), averaged over leads.
-
-    ``H = -Σ p(f) log p(f) / log(F)`` of the Welch PSD normalised over f ≥ 0.5 Hz; 1 = white
-    spectrum, lower = power concentrated in few (for ECGs: low) frequencies. Flat leads are skipped.
-    """
-    p, _ = _band_power_fractions(ecgs, fs, 0.0)
-    h = special.entr(p).sum(axis=-1) / np.log(p.shape[-1])  # NaN for flat leads
-    return np.nanmean(h, axis=1)
-
-
-def ecg_features(ecgs, fs: float = SAMPLING_RATE_HZ) -> np.ndarray:
-    """Fixed, cheap, shift-invariant feature vector per ECG, shape (n, 11·leads) (132 for 12 leads).
-
-    Per lead: log10 total power over 0.5–45 Hz (mV²) and the fraction of it in each of
-    :data:`FEATURE_BANDS_HZ` (5, Welch PSD); the 1st, 25th, 75th and 99th percentile of the
-    median-removed signal (mV); log10 of the standard deviation of the first difference (mV per
-    sample, QRS sharpness). No rhythm (RR) features, no absolute timing.
-    """
-    x = _as_ecgs(ecgs)
-    freqs, psd = _record_psd(x, fs)
-    df = freqs[1] - freqs[0]
-    bands = np.stack([psd[..., (freqs >= lo) & (freqs < hi)].sum(axis=-1) * df for lo, hi in FEATURE_BANDS_HZ], -1)
-    total = bands.sum(axis=-1, keepdims=True)
-    floor = 1e-12
-    q = np.percentile(x, [1, 25, 50, 75, 99], axis=1)  # (5, n, leads)
-    quantiles = np.moveaxis(q[[0, 1, 3, 4]] - q[2], 0, -1)
-    slope = np.log10(np.diff(x, axis=1).std(axis=1) + floor)[..., None]
-    per_lead = np.concatenate([np.log10(total + floor), bands / (total + floor), quantiles, slope], axis=-1)
-    return per_lead.reshape(len(x), -1)
-
-
-def _as_features(data, fs: float) -> np.ndarray:
-    """ECG sets (n, T, leads) go through :func:`ecg_features`; 2-D arrays are used as given."""
-    data = np.asarray(data, dtype=np.float64)
-    return ecg_features(data, fs) if data.ndim == 3 else data
-
-
-def mmd_rbf(x, y, max_per_side: int = 500, n_perm: int = 0, seed: int = 0, fs: float = SAMPLING_RATE_HZ) -> dict:
-    """Unbiased squared maximum mean discrepancy with an RBF kernel, optional permutation test.
-
-    ``x``/``y``: ECG sets (n, T, leads), mapped by :func:`ecg_features`, or ready feature matrices
-    (n, d). Features are standardised with the pooled mean/std; the kernel is
-    ``exp(-‖a-b‖² / (2σ²))`` with σ the median pairwise distance of the pooled set (median
-    heuristic). At most ``max_per_side`` rows per side are used (random subsample). ``p_value``
-    = (1 + #{permuted MMD² ≥ observed}) / (1 + n_perm), NaN when ``n_perm`` = 0.
-    Returns ``mmd2`` (≈ 0 or slightly negative for equal distributions), ``bandwidth``, ``p_value``,
-    ``n_x``, ``n_y``.
-    """
-    rng = np.random.default_rng(seed)
-    fx, fy = (_subsample(_as_features(d, fs), max_per_side, rng) for d in (x, y))
-    pooled = np.concatenate([fx, fy])
-    sd = pooled.std(axis=0)
-    pooled = (pooled - pooled.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    sq = np.sum(pooled ** 2, axis=1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * pooled @ pooled.T, 0.0)
-    sigma = float(np.sqrt(np.median(d2[np.triu_indices(len(pooled), k=1)])))
-    kernel = np.exp(-d2 / (2 * max(sigma, 1e-12) ** 2))
-    labels = np.zeros((len(pooled), 1 + n_perm), dtype=bool)
-    labels[:len(fx), 0] = True
-    for j in range(1, n_perm + 1):
-        labels[rng.permutation(len(pooled))[:len(fx)], j] = True
-    stat = _mmd2_unbiased(kernel, labels)
-    p_value = (1 + np.sum(stat[1:] >= stat[0])) / (1 + n_perm) if n_perm else np.nan
-    return {"mmd2": float(stat[0]), "bandwidth": sigma, "p_value": float(p_value), "n_x": len(fx), "n_y": len(fy)}
-
-
-def _subsample(a: np.ndarray, n_max: int, rng: np.random.Generator) -> np.ndarray:
-    return a[np.sort(rng.choice(len(a), n_max, replace=False))] if len(a) > n_max else a
-
-
-def _mmd2_unbiased(kernel: np.ndarray, in_x: np.ndarray) -> np.ndarray:
-    """Unbiased MMD² for each column of the boolean split matrix ``in_x`` (N, P) over the pooled kernel (N, N)."""
-    a = in_x.astype(np.float64)
-    b = 1.0 - a
-    m, n = a.sum(axis=0), b.sum(axis=0)
-    k_off = kernel - np.diag(np.diag(kernel))
-    kxx = np.einsum("ip,ip->p", a, k_off @ a) / (m * (m - 1))
-    kyy = np.einsum("ip,ip->p", b, k_off @ b) / (n * (n - 1))
-    kxy = np.einsum("ip,ip->p", a, kernel @ b) / (m * n)
-    return kxx + kyy - 2 * kxy
-
-
-def c2st_auroc(real, synth, seed: int = 0, folds: int = 5, classifier: str = "logistic",
-               extra_real=None, extra_synth=None, fs: float = SAMPLING_RATE_HZ) -> dict:
-    """Classifier two-sample test: cross-validated AUROC of telling real from synthetic ECGs.
-
-    Features: :func:`ecg_features`, plus optional extra per-ECG columns (``extra_real`` (n_real, k),
-    ``extra_synth`` (n_synth, k)). The larger set is randomly subsampled to the size of the smaller;
-    ``classifier`` is ``"logistic"`` (standardised, L2-regularised logistic regression) or ``"hgb"``
-    (HistGradientBoostingClassifier). AUROC over stratified ``folds``-fold CV: 0.5 =
-    indistinguishable, 1.0 = trivially separable. Returns ``auroc`` (mean over folds),
-    ``auroc_sd``, ``auroc_folds``, ``n_per_class``.
-    """
-    fr, fsyn = ecg_features(real, fs), ecg_features(synth, fs)
-    if (extra_real is None) != (extra_synth is None):
-        raise ValueError("give extra feature columns for both sets or for neither")
-    if extra_real is not None:
-        fr = np.column_stack([fr, np.asarray(extra_real, dtype=np.float64).reshape(len(fr), -1)])
-        fsyn = np.column_stack([fsyn, np.asarray(extra_synth, dtype=np.float64).reshape(len(fsyn), -1)])
-    rng = np.random.default_rng(seed)
-    n = min(len(fr), len(fsyn))
-    if n < folds:
-        raise ValueError(f"need at least {folds} ECGs per set for {folds}-fold C2ST, got {n}")
-    features = np.concatenate([_subsample(fr, n, rng), _subsample(fsyn, n, rng)])
-    labels = np.r_[np.zeros(n), np.ones(n)]
-    if classifier == "logistic":
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    elif classifier == "hgb":
-        model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
-    else:
-        raise ValueError(f"unknown classifier {classifier!r}; use 'logistic' or 'hgb'")
-    aucs = []
-    with threadpool_limits(1):  # small problem: BLAS/OpenMP threads only add contention
-        for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels):
-            model.fit(features[train], labels[train])
-            aucs.append(roc_auc_score(labels[test], model.predict_proba(features[test])[:, 1]))
-    return {"auroc": float(np.mean(aucs)), "auroc_sd": float(np.std(aucs)), "auroc_folds": [float(a) for a in aucs],
-            "n_per_class": n}
 
 
 def wasserstein(real_values, synth_values) -> float:

@@ -2,9 +2,11 @@
 
 ``python -m rare_gan.study realism --data ../shared/ptbxl --codes PAC,PVC,CLBBB,AFIB --seeds 0,1,2``
 trains (or reuses) the runs and writes one realism row per run (:func:`rare_gan.realism.evaluate_synthetic`)
-plus the real-data controls of each code; ``... utility`` adds the utility rows
-(:mod:`rare_gan.utility`). Each row is cached in its run folder (``realism.json``), so an
-interrupted study resumes where it stopped and the JSON can be rebuilt without retraining.
+plus the real-data controls of each code; ``... utility`` adds the utility rows of both classifier
+families (:func:`utility_rows`); the low-data study (:mod:`rare_gan.lowdata`) adds its own
+section; ``... figures`` draws the README's example grids and ``... readme`` rewrites the README's
+results blocks from the JSON. Each realism row is cached in its run folder (``realism.json``), so
+an interrupted study resumes where it stopped and the JSON can be rebuilt without retraining.
 
 Recipes and what each row means:
 
@@ -30,6 +32,7 @@ import pandas as pd
 
 from rare_gan import atomic, evaluate, generate, realism, train
 from rare_gan.recipes import EXPERIMENTS
+from rare_gan.utility import BENCHMARK_ANCHORS
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,109 @@ def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int
     return rows
 
 
+def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[dict], seeds: Sequence[int] = (0, 1, 2),
+                 ratio: float = 0.25, n_generate: int = 500, n_boot: int = 1000, gan_seed: int = 0,
+                 outputs: str | Path = "outputs/study") -> list[dict]:
+    """Both classifier families on real only, class weighting, oversampling and each GAN run's vetted ECGs.
+
+    The GAN runs are the realism study's runs of GAN seed ``gan_seed`` (``realism`` rows); each one's
+    ``n_generate`` ECGs are vetted (:func:`rare_gan.candidates.vet`) and the accepted ones augment
+    the training set to ``ratio`` positives (``<run>:gan@r``) or replace the real positives
+    (``<run>:tstr``). Primary comparisons: every ``gan@r`` vs ``oversample@r``, Holm over the
+    whole family (every code and run).
+    """
+    from rare_gan import candidates, metrics, utility
+
+    rows, primary = [], {}
+    for code in codes:
+        task = evaluate.load_task(data_dir, code)
+        runs = {f"{r['recipe']} {r['configuration']}".replace("beat ", ""): r["run_dir"] for r in realism
+                if r["code"] == code and r.get("gan_seed") == gan_seed and r["recipe"] in ("beat", "research")}
+        vetted = {}
+        for name, run_dir in runs.items():
+            ecgs = generate.generate(generate.load_run(run_dir), n_generate, seed=gan_seed)
+            scores = candidates.vet(ecgs, task)
+            vetted[name] = ecgs[scores["accepted"].to_numpy(bool)]
+        trunk = utility.pretrained_cnn(task, 0, cache_root=Path(outputs) / "classifiers")
+        for family in (utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv)):
+            real = utility.real_rows(family, task)
+            plan = [("real", None), ("real_weighted", None), (f"oversample@{ratio:g}", None)]
+            plan += [(f"{name}:{kind}", ecgs) for name, ecgs in vetted.items() if len(ecgs)
+                     for kind in (f"gan@{ratio:g}", "tstr")]
+            fits = {label: utility.fit_variant(family, real, label.split(":")[-1], seeds, synthetic, label=label)
+                    for label, synthetic in plan}
+            table = utility.utility_table(real, list(fits.values()), n_boot).set_index(["variant", "metric"])
+            for label, fit in fits.items():
+                row = {"code": code, "family": family.name, "variant": label, "k": "all", "draw": 0,
+                       "n_test_positives": int(real.test_y.sum()), "n_test": len(real.test_y),
+                       "n_synthetic": int(len(vetted[label.split(":")[0]])) if ":" in label else 0,
+                       "seconds_per_fit": fit.seconds_per_fit, "classifier_seeds": list(seeds)}
+                for m in ("auroc", "auprc", "accuracy"):
+                    r = table.loc[(label, m)]
+                    row |= {m: float(r["mean"]), f"{m}_ci_low": float(r["ci_low"]), f"{m}_ci_high": float(r["ci_high"])}
+                if ":gan@" in label:
+                    d = utility.compare(real, fit, fits[f"oversample@{ratio:g}"], n_boot)
+                    row |= {"difference": d["difference"], "diff_ci_low": d["ci_low"], "diff_ci_high": d["ci_high"],
+                            "p_value": d["p_value"]}
+                    primary.setdefault(family.name, []).append(row)
+                rows.append(row)
+            log.info("%s %s: real-only AUROC %.3f", code, family.name, table.loc[("real", "auroc"), "mean"])
+    for family_rows in primary.values():
+        for row, p in zip(family_rows, metrics.holm_adjust([r["p_value"] for r in family_rows])):
+            row["p_holm"] = float(p)
+    return rows
+
+
+ABLATIONS = {
+    "fine-tuned without FreezeD": {"freeze_discriminator": 0},
+    "fine-tuned without DiffAugment": {"diff_augment": False},
+    "fine-tuned without R1": {"r1_weight": 0.0},
+}
+"""Fine-tuning variants of the default recipe (Initial learning rates, GAN seed 0), each one change."""
+
+
+def ablation_rows(data_dir: str | None, codes: Sequence[str], seed: int = 0, profile: str = "full",
+                  outputs: str | Path = "outputs/study", n_generate: int = 500) -> list[dict]:
+    """The default recipe's fine-tuning with one change each (:data:`ABLATIONS`), evaluated like every realism row."""
+    outputs = Path(outputs)
+    rows = []
+    for code in codes:
+        task = evaluate.load_task(data_dir, code)
+        ref = realism.load_reference(task, controls=False)
+        for name, overrides in ABLATIONS.items():
+            folder = outputs / code / f"seed{seed}" / "ablation" / name.replace(" ", "_")
+            run_dir, _ = train.train_recipe("beat", code, folder, profile=profile, data_dir=data_dir, seed=seed,
+                                            pretrained_root=outputs / "pretrained", lr_generator=2e-4,
+                                            lr_discriminator=2e-4, **overrides)
+            row = _row_cached(run_dir, f"{code}-n{n_generate}", lambda: realism.evaluate_synthetic(
+                ref, generate.generate(generate.load_run(run_dir), n_generate, seed=seed), seed))
+            rows.append({"code": code, "recipe": "beat", "configuration": f"Initial, {name}", "gan_seed": seed,
+                         "run_dir": str(run_dir), "change": overrides, "train_seconds": _train_seconds(run_dir),
+                         **row})
+            log.info("%s ablation %s: C2ST %.3f", code, name, row["c2st_auroc"])
+    return rows
+
+
+def ablation_markdown(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> str:
+    """Strong C2ST per code: research, the default recipe's stages, and each one-change fine-tuning (seed 0)."""
+    base = [r for r in realism_rows_ if r.get("gan_seed") == 0 and r["recipe"] != "real"
+            and r["configuration"] in ("Initial", "pretrained only")]
+    table = pd.DataFrame(base + list(rows))
+    if table.empty:
+        return "(not run)"
+    table["variant"] = table["recipe"] + ", " + table["configuration"]
+    pivot = table.pivot_table(index="variant", columns="code", values="c2st_auroc", sort=False)
+    cnn = table.pivot_table(index="variant", columns="code", values="c2st_cnn_auroc", sort=False)
+    codes = list(pivot.columns)
+    lines = ["| variant (GAN seed 0) | " + " | ".join(f"{c} strong / CNN C2ST" for c in codes) + " |",
+             "|" + "|".join(["---"] * (len(codes) + 1)) + "|"]
+    for variant in pivot.index:
+        cells = [f"{pivot.at[variant, c]:.3f} / {cnn.at[variant, c]:.3f}" if pd.notna(pivot.at[variant, c]) else "—"
+                 for c in codes]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarise(rows: Sequence[dict]) -> pd.DataFrame:
     """Mean and range over GAN seeds per code × recipe × configuration, for the issue's columns."""
     table = pd.DataFrame([r for r in rows if r["recipe"] != "real"])
@@ -120,7 +226,10 @@ def write_results(path: str | Path, section: str, rows: Sequence[dict], command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rare_gan.study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("section", choices=["realism"])
+    parser.add_argument("section", choices=["realism", "ablation", "utility", "figures", "readme"],
+                        help="realism: train/reuse and evaluate every run; utility: both classifier families on "
+                             "the realism runs of GAN seed 0; figures: README example grids; readme: rewrite the "
+                             "README's results blocks from --results")
     parser.add_argument("--data", help="PTB-XL folder (default: $PTBXL_DIR, data/ptbxl, else DEMO)")
     parser.add_argument("--codes", default="PAC,PVC,CLBBB,AFIB")
     parser.add_argument("--seeds", default="0,1,2", help="GAN seeds of the default recipe")
@@ -130,18 +239,157 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", default="outputs/study/results.json")
     parser.add_argument("--n-generate", type=int, default=500)
     parser.add_argument("--recipes", default="beat,research")
+    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--figures", default="outputs/reference/figures")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ints = lambda text: [int(s) for s in text.split(",") if s.strip()]  # noqa: E731
-    rows = realism_rows(args.data, [c.strip().upper() for c in args.codes.split(",")], ints(args.seeds),
-                        ints(args.research_seeds), args.profile, args.outputs, args.n_generate,
-                        [r.strip() for r in args.recipes.split(",")])
+    codes = [c.strip().upper() for c in args.codes.split(",")]
     command = "python -m rare_gan.study " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.section == "readme":
+        print(f"README updated: {update_readme(args.readme, args.results)}")
+        return 0
+    results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {}
+    if args.section == "figures":
+        print("figures:", example_figures(results["realism"]["rows"], args.data, args.figures))
+        return 0
+    if args.section == "ablation":
+        rows = ablation_rows(args.data, codes, 0, args.profile, args.outputs, args.n_generate)
+    elif args.section == "utility":
+        rows = utility_rows(args.data, codes, results["realism"]["rows"], outputs=args.outputs)
+        print(pd.DataFrame(rows)[["code", "family", "variant", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)
+              .to_string(index=False))
+    else:
+        rows = realism_rows(args.data, codes, ints(args.seeds), ints(args.research_seeds), args.profile, args.outputs,
+                            args.n_generate, [r.strip() for r in args.recipes.split(",")])
+        print(summarise(rows).to_string(index=False))
     path = write_results(args.results, args.section, rows, command)
-    print(summarise(rows).to_string(index=False))
     print(f"results: {path}")
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures and the README's results section, rendered from results.json
+# ---------------------------------------------------------------------------------------------
+def example_figures(rows: Sequence[dict], data_dir: str | None, folder: str | Path, seed: int = 0) -> list[Path]:
+    """Per code: 4 randomly drawn real ECGs beside 4 randomly drawn ones of the default recipe
+    (Initial, first GAN seed), in the clinical layout."""
+    from rare_gan import plots
+
+    folder = Path(folder)
+    paths = []
+    for code in dict.fromkeys(r["code"] for r in rows):
+        row = next((r for r in rows if r["code"] == code and r["recipe"] == "beat" and r["configuration"] == "Initial"),
+                   None)
+        if row is None:
+            continue
+        task = evaluate.load_task(data_dir, code)
+        real = np.concatenate([task.positives_mv("train"), task.unseen_positives_mv()])
+        rng = np.random.default_rng(seed)
+        synth = generate.generate(generate.load_run(row["run_dir"]), 200, seed=row["gan_seed"])
+        path = folder / f"examples_{code}.png"
+        plots.plot_real_and_synthetic_grid(real[rng.choice(len(real), 4, replace=False)],
+                                           synth[rng.choice(len(synth), 4, replace=False)], path=path,
+                                           title=f"{code}: 4 real (randomly drawn) vs 4 SYNTHETIC (beat recipe, Initial, "
+                                                 "randomly drawn)")
+        plots.pyplot().close("all")
+        paths.append(path)
+    return paths
+
+
+def _fmt(mean: float, lo: float | None = None, hi: float | None = None, digits: int = 3) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "—"
+    text = f"{mean:.{digits}f}"
+    return text + (f" ({lo:.{digits}f}–{hi:.{digits}f})" if lo is not None and hi is not None and hi > lo else "")
+
+
+def realism_markdown(rows: Sequence[dict]) -> str:
+    """The README's realism table: per code × recipe × configuration, mean (range) over GAN seeds."""
+    table = pd.DataFrame(rows)
+    controls = table[table["recipe"] == "real"].set_index("code")
+    runs = table[table["recipe"] != "real"]
+    header = ("| code | recipe | configuration | GAN seeds | strong C2ST | CNN C2ST | TSTR AUROC | real AUROC, same "
+              "classifier | W1 HR (bpm) | W1 RR-SD (ms) | ΔQRS / ΔPR (ms) | near-copies | NN distance ratio | "
+              "pretrain + fine-tune (s) |")
+    lines = [header, "|" + "|".join(["---"] * 14) + "|"]
+    for (code, recipe, configuration), g in runs.groupby(["code", "recipe", "configuration"], sort=False):
+        cell = lambda k, d=3: _fmt(g[k].mean(), g[k].min(), g[k].max(), d)  # noqa: E731
+        lines.append(f"| {code} | {recipe} | {configuration} | {len(g)} | {cell('c2st_auroc')} | "
+                     f"{cell('c2st_cnn_auroc')} | {cell('tstr_auroc')} | {_fmt(g['real_auroc_same_classifier'].mean())} | "
+                     f"{cell('w1_hr_bpm', 1)} | {cell('w1_rr_sd_ms', 0)} | {g['qrs_median_diff_ms'].mean():.0f} / "
+                     f"{g['pr_median_diff_ms'].mean():.0f} | {100 * g['near_copy_fraction'].mean():.1f}% | "
+                     f"{cell('nn_distance_ratio', 2)} | {g['pretrain_seconds'].mean():.0f} + "
+                     f"{g['train_seconds'].mean():.0f} |")
+    lines += ["", "Controls on real data only (strong C2ST; 0.5 = indistinguishable):", "",
+              "| code | train vs unseen positives | common class (NORM) at the same n | jittered copies | "
+              "copies flagged by the memorisation check |", "|---|---|---|---|---|"]
+    for code, c in controls.iterrows():
+        lines.append(f"| {code} | {_fmt(c.get('c2st_real_control'))} | {_fmt(c.get('c2st_common_control'))} | "
+                     f"{_fmt(c.get('c2st_jitter_control'))} | {100 * c.get('jitter_near_copy_fraction', np.nan):.0f}% |")
+    return "\n".join(lines)
+
+
+def utility_markdown(rows: Sequence[dict]) -> str:
+    """The README's utility table: per code and family, real only vs the baselines and the best GAN, with CIs."""
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return "(not run)"
+    lines = ["| code | test positives | family | real only | class-weighted | oversampling @0.25 | GAN @0.25 (Initial) | "
+             "GAN @0.25 vs oversampling (Holm p) | PTB-XL benchmark anchor* |", "|" + "|".join(["---"] * 9) + "|"]
+    for (code, family), g in table.groupby(["code", "family"], sort=False):
+        value = lambda v: g[g["variant"] == v].iloc[0] if (g["variant"] == v).any() else None  # noqa: E731
+        cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]" if r is not None else "—"  # noqa: E731
+        gan = value("Initial:gan@0.25")
+        comparison = "—" if gan is None or "p_holm" not in gan or pd.isna(gan["p_holm"]) else \
+            f"{gan['difference']:+.3f} [{gan['diff_ci_low']:+.3f}, {gan['diff_ci_high']:+.3f}] (p={gan['p_holm']:.2f})"
+        lines.append(f"| {code} | {int(g['n_test_positives'].iloc[0])} | {family} | {cell(value('real'))} | "
+                     f"{cell(value('real_weighted'))} | {cell(value('oversample@0.25'))} | {cell(gan)} | {comparison} | "
+                     f"{BENCHMARK_ANCHORS.get(code, '—')} |")
+    return "\n".join(lines)
+
+
+def low_data_markdown(rows: Sequence[dict]) -> str:
+    """The README's low-data table: AUROC mean over draws (min–max) per code × family × k × variant."""
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return "(not run)"
+    lines = ["| code | family | k | draws | real only | class-weighted | oversampling | GAN (fine-tuned on the k) |",
+             "|" + "|".join(["---"] * 8) + "|"]
+    for (code, family, k), g in table.groupby(["code", "family", "k_label"], sort=False):
+        cells = []
+        for variant in ("real", "real_weighted", "oversample", "gan"):
+            v = g[g["variant"] == variant]["auroc"]
+            cells.append(_fmt(v.mean(), v.min(), v.max()) if len(v) else "—")
+        lines.append(f"| {code} | {family} | {k} | {g['draw'].nunique()} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data": low_data_markdown,
+            "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", []))}
+
+
+def update_readme(readme: str | Path, results: str | Path) -> Path:
+    """Replace the text between ``<!-- results:<section> -->`` and ``<!-- /results:<section> -->`` in the README
+    by the section rendered from ``results`` (numbers are never typed by hand)."""
+    import re
+
+    readme, data = Path(readme), json.loads(Path(results).read_text())
+    text = readme.read_text()
+    for section, render in SECTIONS.items():
+        if section not in data:
+            continue
+        rows = data[section]["rows"]
+        table = render(rows, data) if section == "ablation" else render(rows)
+        body = (f"<!-- results:{section} -->\n_Generated from `{Path(results).as_posix()}` "
+                f"(command: `{data[section]['command']}`)._\n\n{table}\n<!-- /results:{section} -->")
+        text, n = re.subn(rf"<!-- results:{section} -->.*?<!-- /results:{section} -->", lambda m: body, text,
+                          flags=re.S)
+        if not n:
+            log.warning("README has no <!-- results:%s --> block; section not written", section)
+    atomic.write_text(readme, text)
+    return readme

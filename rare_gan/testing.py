@@ -43,7 +43,7 @@ def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run unit tests and nbval; return pytest's exit code (5 → 1)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     explicit_paths = any(Path(a.split("::")[0]).exists() for a in argv if not a.startswith("-"))
     targets = [] if explicit_paths else ["tests", *map(str, prepare_nbval_notebooks())]
     command = [sys.executable, "-m", "pytest", *targets, "--nbval-lax", "-p", "no:cacheprovider",

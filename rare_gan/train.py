@@ -538,7 +538,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, name)
         kind = float if isinstance(default, float) else int if isinstance(default, int) else str
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                            help=f"default: the recipe's" if name in ("epochs", "steps_per_epoch", "batch_size")
+                            help="default: the recipe's" if name in ("epochs", "steps_per_epoch", "batch_size")
                             else f"default {default}")
     parser.add_argument("--lr-g", dest="lr_generator", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--lr-d", dest="lr_discriminator", type=float, help=argparse.SUPPRESS)

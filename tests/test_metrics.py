@@ -179,66 +179,13 @@ def test_paired_difference_detects_a_much_better_model():
 
 # --- realism ------------------------------------------------------------------------------------
 
-def test_amplitude_stats_on_constant_signals():
-    levels = np.arange(12, dtype=np.float32) / 10  # lead l is constant at l/10 mV
-    ecgs = np.stack([np.tile(levels, (T, 1)), np.tile(levels + 1, (T, 1))])  # second record +1 mV
-    stats = M.amplitude_stats(ecgs)
-    assert list(stats.index) == ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-    np.testing.assert_allclose(stats["mean_mv"], levels + 0.5, atol=1e-6)
-    np.testing.assert_allclose(stats["std_mv"], 0.5, atol=1e-6)
-    np.testing.assert_allclose(stats["p1_mv"], levels, atol=1e-6)
-    np.testing.assert_allclose(stats["p99_mv"], levels + 1, atol=1e-6)
-    np.testing.assert_allclose(stats["ptp_median_mv"], 0.0)
-    table = M.amplitude_table(ecgs, 2 * ecgs)
-    np.testing.assert_allclose(table["mean_mv_synth"], 2 * table["mean_mv_real"], atol=1e-6)
-
-
-def test_amplitude_stats_peak_to_peak():
-    ecg = np.zeros((1, T, 12), dtype=np.float32)
-    ecg[0, ::100, :] = 1.5  # spikes of 1.5 mV every second
-    ecg[0, 50::100, :] = -0.5
-    assert M.amplitude_stats(ecg)["ptp_median_mv"].tolist() == pytest.approx([2.0] * 12)
-
-
-def test_psd_distance_known_values(two_halves):
-    a, b = two_halves
-    assert M.psd_distance(a, a) == 0.0
-    assert M.psd_distance(a, 2 * a) == pytest.approx(20 * np.log10(2))  # uniform gain x2 -> 6.02 dB
-    assert 0 < M.psd_distance(a, b) < 1.0
-    freqs, psd = M.welch_psd(a)
-    assert psd.shape == (12, len(freqs)) and freqs[-1] == pytest.approx(50.0)
-
-
-def test_smoothing_lowers_high_frequency_ratio_and_entropy(two_halves):
+def test_smoothing_lowers_high_frequency_ratio(two_halves):
     a, _ = two_halves
     a = a[:50]
     hfr, hfr_smooth = M.high_frequency_ratio(a), M.high_frequency_ratio(smooth(a))
-    ent, ent_smooth = M.spectral_entropy(a), M.spectral_entropy(smooth(a))
-    assert hfr.shape == ent.shape == (50,)
-    assert (hfr_smooth < hfr).all() and (ent_smooth < ent).all()
-    assert ((0 <= ent_smooth) & (ent <= 1)).all()
+    assert hfr.shape == (50,) and (hfr_smooth < hfr).all()
     white = np.random.default_rng(0).standard_normal((5, T, 12))
-    assert M.spectral_entropy(white) == pytest.approx(np.ones(5), abs=0.05)
-
-
-def test_mmd_identical_vs_different(two_halves):
-    a, b = two_halves
-    assert abs(M.mmd_rbf(a, a)["mmd2"]) < 0.01
-    same = M.mmd_rbf(a, b, n_perm=50)
-    assert abs(same["mmd2"]) < 0.01 and same["p_value"] > 0.05
-    different = M.mmd_rbf(a, smooth(b), n_perm=50)
-    assert different["mmd2"] > 0.1 and different["p_value"] < 0.05
-    assert M.mmd_rbf(a, b, max_per_side=100)["n_x"] == 100
-
-
-def test_c2st_identical_vs_different(two_halves):
-    a, b = two_halves
-    same = M.c2st_auroc(a, b)
-    assert abs(same["auroc"] - 0.5) < 0.1 and len(same["auroc_folds"]) == 5
-    different = M.c2st_auroc(a[:100], smooth(b))
-    assert different["auroc"] > 0.95 and different["n_per_class"] == 100
-    extra = M.c2st_auroc(a[:100], b[:100], extra_real=np.zeros((100, 1)), extra_synth=np.ones((100, 1)))
-    assert extra["auroc"] == pytest.approx(1.0)
+    assert (M.high_frequency_ratio(white) > 0.5).all()
 
 
 def test_wasserstein_ignores_nan():

@@ -86,7 +86,8 @@ def test_nbval_copies_get_tiny_parameters(tmp_path):
     train = pm.inspect_notebook(str(tmp_path / "03_train_3.ipynb"))
     injected = nbformat.read(str(tmp_path / "03_train_3.ipynb"), 4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in injected.cells)
-    assert "recipe" in train and "'research'" in injected.cells[2].source and "profile = 'test'" in injected.cells[2].source
+    assert "recipe" in train and 'recipe = "research"' in injected.cells[2].source
+    assert 'profile = "test"' in injected.cells[2].source
 
 
 def test_runs_of_each_profile():

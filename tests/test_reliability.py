@@ -19,7 +19,7 @@ from rare_gan import atomic, pipeline
 from rare_gan.leads import LEAD_NAMES
 from tests.conftest import REPO, rewrite_record
 
-TRAIN = [sys.executable, "-m", "rare_gan.train"]
+TRAIN = [sys.executable, "-m", "rare_gan.train", "--recipe", "research"]
 TINY = ["--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "8"]
 
 
