@@ -51,16 +51,17 @@ def matmul_flops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 * _median_rate(lambda: (step().numpy(), 1)[1], repeats, 0.5)
 
 
-def _gan(recipe: str, precision: str, batch_size: int, n_labels: int = 57, strategy: str = "default"):
-    """A compiled ECGGAN of ``recipe`` and one batch of random data for it (labels for a conditional recipe)."""
+def _gan(recipe: str, precision: str, batch_size: int, n_labels: int = 57, distribution=None):
+    """A compiled ECGGAN of ``recipe`` (built under the ``distribution`` strategy, default: none) and one
+    batch of random data for it (labels for a conditional recipe)."""
     import tensorflow as tf
 
-    from rare_gan import gan, recipes, train
+    from rare_gan import gan, recipes
 
     spec = recipes.get_recipe(recipe)
-    config = spec.config("BENCH", precision=precision, batch_size=batch_size, strategy=strategy,
+    config = spec.config("BENCH", precision=precision, batch_size=batch_size,
                          label_codes=[f"C{i}" for i in range(n_labels)] if spec.settings.get("conditional") else None)
-    with train.get_strategy(strategy).scope():
+    with (distribution or tf.distribute.get_strategy()).scope():
         generator, discriminator = gan.build_models(config, n_labels=n_labels if config.conditional else 0)
         model = gan.make_gan(generator, discriminator, config)
     rng = np.random.default_rng(0)
@@ -69,28 +70,32 @@ def _gan(recipe: str, precision: str, batch_size: int, n_labels: int = 57, strat
     return model, (real, labels) if config.conditional else real
 
 
-def step_flops(recipe: str, batch_size: int = 64) -> float:
-    """FLOPs per training sample of one ``train_step`` (D step, G step, every penalty), counted by
-    TensorFlow's graph profiler on the traced step (MatMul, convolutions and their gradients,
-    second-order R1 included; a lazily applied R1 is counted in the fraction of steps it runs)."""
+def graph_flops(model, batch) -> float:
+    """FLOPs per sample of one traced ``model.train_step(batch)``, counted by TensorFlow's graph profiler
+    (MatMul, convolutions and their gradients; an R1 penalty behind ``tf.cond`` is counted only when
+    ``r1_every`` is 1, because the profiler does not look into conditional branches)."""
     import tensorflow as tf
 
-    model, batch = _gan(recipe, "float32", batch_size)
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
+    graph = tf.function(model.train_step).get_concrete_function(batch).graph
+    size = int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / size
 
-    def counted(r1_every: int) -> float:
-        model.r1_every = r1_every  # 1: the penalty branch is the graph itself, so it is counted
-        graph = tf.function(model.train_step).get_concrete_function(batch).graph
-        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / batch_size
 
-    lazy = model.r1_every
-    if not model.r1_weight or lazy == 1:
-        return counted(1)
-    with_r1, without = counted(1), None
+def step_flops(recipe: str, batch_size: int = 64) -> float:
+    """FLOPs per training sample of one ``train_step`` of ``recipe`` (D step, G step, every penalty,
+    every discriminator scale): :func:`graph_flops`, with a lazily applied R1 counted at its rate
+    (no-R1 count + (every-step-R1 count − no-R1 count) / r1_every)."""
+    model, batch = _gan(recipe, "float32", batch_size)
+    lazy, weight = model.r1_every, model.r1_weight
+    model.r1_every = 1
+    every_step = graph_flops(model, batch)
+    if not weight or lazy == 1:
+        return every_step
     model.r1_weight = 0.0
-    without = counted(1)
-    return without + (with_r1 - without) / lazy
+    without = graph_flops(model, batch)
+    return without + (every_step - without) / lazy
 
 
 def training_rate(recipe: str, precision: str, batch_size: int, repeats: int, min_seconds: float,
@@ -102,7 +107,7 @@ def training_rate(recipe: str, precision: str, batch_size: int, repeats: int, mi
     from rare_gan import train
 
     distribution = train.get_strategy(strategy)
-    model, batch = _gan(recipe, precision, batch_size, strategy=strategy)
+    model, batch = _gan(recipe, precision, batch_size, distribution=distribution)
     batches = iter(distribution.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat()))
     step = tf.function(lambda data: distribution.run(model.train_step, args=(data,)))
 

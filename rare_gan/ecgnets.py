@@ -15,7 +15,8 @@ generator here builds that structure in and learns everything else:
   (overlap-add), so all leads share one rhythm;
 * a **residual decoder** adds what is not a repeated beat: baseline wander and atrial
   (fibrillation/flutter) waves, drawn at 25 Hz and upsampled smoothly so it cannot imitate a QRS,
-  with its energy penalised; plus noise with a learnt level per lead.
+  its energy above baseline-wander frequencies penalised; plus noise from a few sources shared
+  between the leads, at a learnt and penalised level.
 
 The 8 leads then go through :class:`~rare_gan.models.LeadConsistent12`, so Einthoven's and
 Goldberger's laws hold exactly. Conditioning is on a multi-hot vector of SCP codes (one record may
@@ -121,28 +122,46 @@ class BeatRenderer(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class Gain(layers.Layer):
-    """Multiply by one learnt scalar (initialised to ``initial``): lets a branch start near silent.
+    """Multiply by one learnt scalar (initialised to ``initial``): lets a branch start near silent."""
 
-    ``l2 > 0`` adds ``l2 · mean(output²)`` to the model's losses in training (see
-    :attr:`keras.Model.losses`), so the branch is used only where the rest cannot do the job.
-    """
-
-    def __init__(self, initial: float = 0.1, l2: float = 0.0, **kwargs):
+    def __init__(self, initial: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         self.initial = float(initial)
-        self.l2 = float(l2)
 
     def build(self, input_shape):
         self.gain = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.initial), name="gain")
 
-    def call(self, x, training=False):
-        out = x * keras.ops.cast(self.gain, x.dtype)
-        if training and self.l2:
-            self.add_loss(self.l2 * keras.ops.mean(keras.ops.square(keras.ops.cast(out, "float32"))))
-        return out
+    def call(self, x):
+        return x * keras.ops.cast(self.gain, x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "initial": self.initial, "l2": self.l2}
+        return {**super().get_config(), "initial": self.initial}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EnergyPenalty(layers.Layer):
+    """Identity that, in training, adds ``weight · mean(y²)`` to the model's losses (:attr:`keras.Model.losses`).
+
+    ``y`` is the input, or with ``highpass_window`` > 1 the input minus its moving average over that
+    many samples, so slow content (baseline wander below ~100 / window Hz) is free and only faster
+    content costs: a branch is then used only where the rest of the model cannot do the job.
+    """
+
+    def __init__(self, weight: float = 1.0, highpass_window: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+        self.highpass_window = int(highpass_window)
+
+    def call(self, x, training=False):
+        if training and self.weight:
+            y = keras.ops.cast(x, "float32")
+            if self.highpass_window > 1:
+                y = y - keras.ops.average_pool(y, self.highpass_window, strides=1, padding="same")
+            self.add_loss(self.weight * keras.ops.mean(keras.ops.square(y)))
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "highpass_window": self.highpass_window}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -166,28 +185,27 @@ class SmoothUpsample(layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ProjectedNoise(layers.Layer):
-    """Noise that is a fixed function of the latent vector: ``level · (z @ W)`` with W a fixed random
-    (latent, length × leads) matrix (seeded, not trained), so generated ECGs stay a pure function of
-    the latent input while their noise looks white. ``level`` is (batch, leads)."""
+    """Noise that is a fixed function of the latent vector: ``z @ W`` reshaped to (batch, length,
+    sources), with W a fixed random (latent, length × sources) matrix (seeded, not trained), so
+    generated ECGs stay a pure function of the latent input while their noise looks white."""
 
-    def __init__(self, length: int = N_SAMPLES, leads: int = N_INDEPENDENT, seed: int = 1234, **kwargs):
+    def __init__(self, length: int = N_SAMPLES, sources: int = 3, seed: int = 1234, **kwargs):
         super().__init__(**kwargs)
-        self.length, self.leads, self.seed = int(length), int(leads), int(seed)
+        self.length, self.sources, self.seed = int(length), int(sources), int(seed)
 
-    def build(self, z_shape, level_shape=None):
-        w = np.random.default_rng(self.seed).standard_normal((z_shape[-1], self.length * self.leads))
+    def build(self, z_shape):
+        w = np.random.default_rng(self.seed).standard_normal((z_shape[-1], self.length * self.sources))
         self.projection = (w / np.sqrt(z_shape[-1])).astype(np.float32)
 
-    def call(self, z, level):
+    def call(self, z):
         noise = keras.ops.matmul(keras.ops.cast(z, "float32"), keras.ops.convert_to_tensor(self.projection))
-        noise = keras.ops.reshape(noise, (-1, self.length, self.leads))
-        return keras.ops.cast(noise * keras.ops.cast(level, "float32")[:, None, :], self.compute_dtype)
+        return keras.ops.cast(keras.ops.reshape(noise, (-1, self.length, self.sources)), self.compute_dtype)
 
-    def compute_output_shape(self, z_shape, level_shape=None):
-        return (z_shape[0], self.length, self.leads)
+    def compute_output_shape(self, z_shape):
+        return (z_shape[0], self.length, self.sources)
 
     def get_config(self):
-        return {**super().get_config(), "length": self.length, "leads": self.leads, "seed": self.seed}
+        return {**super().get_config(), "length": self.length, "sources": self.sources, "seed": self.seed}
 
 
 def _up_stack(x, channels: Sequence[int], kernel_size: int, name: str, blocks: int = 1):
@@ -216,6 +234,8 @@ def build_beat_generator(
     residual_rate: int = 250,
     residual_gain: float = 0.1,
     residual_l2: float = 50.0,
+    noise_sources: int = 3,
+    noise_l2: float = 50.0,
     head_init_sd: float = 0.01,
 ) -> keras.Model:
     """Beat-and-rhythm generator ``[z, labels] -> ECG (batch, 1000, 12)`` in scaled units (see module doc).
@@ -226,9 +246,13 @@ def build_beat_generator(
 
     What is not a repeated beat is kept from imitating beats: the residual is drawn at
     ``residual_rate`` samples per 10 s and upsampled smoothly (:class:`SmoothUpsample`), so it holds
-    baseline wander and slow atrial waves (below ~10 Hz at 250), never a QRS; its energy is penalised
-    (``residual_l2`` · mean square, scaled units) in the generator's loss; white-looking noise
-    (:class:`ProjectedNoise`) gets a learnt per-lead level. The heads that make beats differ from
+    baseline wander and slow atrial waves (below ~10 Hz at 250), never a QRS; its energy above ~2 Hz
+    is penalised (``residual_l2`` · mean square, scaled units; :class:`EnergyPenalty`) in the
+    generator's loss, baseline wander is free. Noise comes from ``noise_sources`` white-looking
+    sources (:class:`ProjectedNoise`) mixed into the leads by a learnt matrix (real noise is shared
+    between leads) at a learnt per-ECG level, its energy penalised by ``noise_l2``: a discriminator
+    smoothed by R1 is nearly blind to small high-frequency noise, so without a cost the generator
+    adds too much. The heads that make beats differ from
     each other (RR deviations, amplitudes, template choice) start near zero (``head_init_sd``), so
     an untrained generator draws a regular rhythm of identical beats and learns the deviations.
     """
@@ -278,11 +302,15 @@ def build_beat_generator(
     r = layers.Conv1D(residual_channels, 5, padding="same", activation=layers.LeakyReLU(0.2), name="residual_conv")(r)
     r = layers.Conv1D(N_INDEPENDENT, 5, padding="same", name="residual_out")(r)
     r = SmoothUpsample(N_SAMPLES // residual_rate, name="residual_smooth")(r)
-    r = Gain(residual_gain, l2=residual_l2, name="residual_gain")(r)
+    r = EnergyPenalty(residual_l2, highpass_window=51, name="residual_penalty")(Gain(residual_gain,
+                                                                                       name="residual_gain")(r))
 
-    noise_level = layers.Dense(N_INDEPENDENT, kernel_initializer=small,
-                               bias_initializer=keras.initializers.Constant(-5.0), name="noise_level")(h)
-    noise = ProjectedNoise(N_SAMPLES, N_INDEPENDENT, name="noise")(z, layers.Activation("softplus")(noise_level))
+    level = layers.Dense(1, kernel_initializer=small, bias_initializer=keras.initializers.Constant(-6.0),
+                         name="noise_level")(h)
+    noise = layers.Dense(N_INDEPENDENT, use_bias=False, name="noise_mixing")(
+        ProjectedNoise(N_SAMPLES, noise_sources, name="noise_sources")(z))
+    noise = layers.Multiply(name="noise")([noise, layers.Reshape((1, 1))(layers.Activation("softplus")(level))])
+    noise = EnergyPenalty(noise_l2, name="noise_penalty")(noise)
 
     x = layers.Add(name="ecg8")([beats, r, noise])
     x = LeadConsistent12(dtype="float32", name="leads12")(layers.Activation("linear", dtype="float32")(x))
@@ -344,4 +372,4 @@ def build_multiscale_discriminator(
     return keras.Model(inputs, [out, *features] if return_features else out, name="discriminator")
 
 
-__all__ = ["BeatRenderer", "Gain", "SmoothUpsample", "ProjectedNoise", "build_beat_generator", "build_multiscale_discriminator", "HR_RANGE_BPM"]
+__all__ = ["BeatRenderer", "Gain", "EnergyPenalty", "SmoothUpsample", "ProjectedNoise", "build_beat_generator", "build_multiscale_discriminator", "HR_RANGE_BPM"]

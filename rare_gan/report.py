@@ -110,7 +110,6 @@ def realism_section(task: evaluate.Task, runs: dict[str, RunArtifacts], seed: in
         synth = run.generated_mv[:n_max]
         rows[name] = realism.evaluate_synthetic(reference, synth, seed, cnn=cnn)
         hf[name] = metrics.high_frequency_ratio(synth)
-        rows[name]["hf_ratio_median"] = float(np.median(hf[name]))
     pairs = {}
     for name in runs:
         if name.endswith("Initial") and name.replace("Initial", "Modified") in hf:

@@ -241,13 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipes", default="beat,research")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="outputs/reference/figures")
+    parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ints = lambda text: [int(s) for s in text.split(",") if s.strip()]  # noqa: E731
     codes = [c.strip().upper() for c in args.codes.split(",")]
     command = "python -m rare_gan.study " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.section == "readme":
-        print(f"README updated: {update_readme(args.readme, args.results)}")
+        print(f"README updated: {update_readme(args.readme, args.results, args.bench)}")
         return 0
     results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {}
     if args.section == "figures":
@@ -369,23 +370,100 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def claims_markdown(data: dict) -> str:
+    """One verdict per claim of the research, per code and classifier family, from the realism and utility rows."""
+    from rare_gan.report import RESEARCH_ACCURACY, RESEARCH_AUROC
+
+    lines = []
+    util = pd.DataFrame(data.get("utility", {}).get("rows", []))
+    if not util.empty:
+        for (code, family), g in util.groupby(["code", "family"], sort=False):
+            gan = g[g["variant"].str.contains(":gan@")]
+            if gan.empty:
+                continue
+            best = gan.loc[gan["auroc"].idxmax()]
+            where = ("inside its 95% CI: not refuted" if best["auroc_ci_low"] <= RESEARCH_AUROC <= best["auroc_ci_high"]
+                     else "below its CI" if RESEARCH_AUROC < best["auroc_ci_low"] else "above its CI: not reproduced")
+            acc = ("inside" if best["accuracy_ci_low"] <= RESEARCH_ACCURACY <= best["accuracy_ci_high"] else "outside")
+            lines.append(f"- **Best AUROC {RESEARCH_AUROC} / accuracy {RESEARCH_ACCURACY}** ({code}, {family}): best "
+                         f"GAN-augmented variant {best['variant']} (chosen on the test set, so optimistic) AUROC "
+                         f"{best['auroc']:.3f} [{best['auroc_ci_low']:.3f}, {best['auroc_ci_high']:.3f}] — "
+                         f"{RESEARCH_AUROC} is {where}; accuracy {best['accuracy']:.3f} "
+                         f"[{best['accuracy_ci_low']:.3f}, {best['accuracy_ci_high']:.3f}], {RESEARCH_ACCURACY} "
+                         f"{acc} it. Real only: {g[g['variant'] == 'real']['auroc'].iloc[0]:.3f}.")
+    real = pd.DataFrame(data.get("realism", {}).get("rows", []))
+    runs = real[real["recipe"].isin(["beat", "research"])] if not real.empty else real
+    for (code, recipe), g in (runs.groupby(["code", "recipe"], sort=False) if not runs.empty else []):
+        by = {c: g[g["configuration"] == c] for c in ("Initial", "Modified")}
+        if any(v.empty for v in by.values()):
+            continue
+        ini, mod = by["Initial"], by["Modified"]
+        spread = max(np.ptp(ini["c2st_auroc"]), np.ptp(mod["c2st_auroc"]), ini["c2st_null_sd"].mean())
+        gap = ini["c2st_auroc"].mean() - mod["c2st_auroc"].mean()
+        realistic = ("Initial closer to real" if gap < -spread else "Modified closer to real" if gap > spread
+                     else "no difference beyond the GAN seeds' range and the test's null SD")
+        hf_i, hf_m, hf_r = ini["hf_ratio_median"].mean(), mod["hf_ratio_median"].mean(), ini["hf_ratio_median_real"].mean()
+        smooth = ("Modified is smoother than Initial and than real ECGs" if hf_m < hf_i and hf_m < hf_r else
+                  "Modified is smoother than Initial but not than real ECGs" if hf_m < hf_i else
+                  "Modified is not smoother than Initial")
+        lines.append(f"- **'Initial more realistic', 'Modified overly smooth'** ({code}, {recipe} recipe, "
+                     f"{len(ini)} GAN seed(s)): strong C2ST Initial {ini['c2st_auroc'].mean():.3f} vs Modified "
+                     f"{mod['c2st_auroc'].mean():.3f} — {realistic}; median power above 15 Hz: Initial {hf_i:.3f}, "
+                     f"Modified {hf_m:.3f}, real {hf_r:.3f} — {smooth}.")
+    return "\n".join(lines) or "(not run)"
+
+
+def performance_markdown(bench: dict) -> str:
+    """The README's performance table from a ``python -m rare_gan.bench`` JSON."""
+    m = bench["matmul_gflops"]
+    lines = [f"Measured by `python -m rare_gan.bench` in one run ({bench['machine']['cpu_count']} cores, TensorFlow "
+             f"{bench['machine']['tensorflow']}, bf16 matrix units: {bench['machine'].get('bf16_matrix_units')}, "
+             f"GPUs: {bench['machine']['gpus'] or 'none'}); matmul {m['float32']:.0f} GFLOP/s fp32, "
+             f"{m['bfloat16']:.0f} GFLOP/s bf16. FLOPs per training sample are counted by TensorFlow's graph profiler "
+             "on the recipe's whole training step (both networks, forward and backward, the R1 penalty's second-order "
+             "pass at its lazy rate, every discriminator scale).", "",
+             "| recipe | G / D parameters | forward MFLOP G / D | MFLOP per training sample | training samples/s "
+             "fp32 (share of fp32 matmul rate) | mixed_bfloat16 (share of bf16 rate) | bf16 speed-up | generation "
+             "ECGs/s |", "|" + "|".join(["---"] * 8) + "|"]
+    for name, r in bench["recipes"].items():
+        t, f = r["training_samples_per_s"], r["training_fraction_of_matmul_rate"]
+        lines.append(f"| {name} | {r['generator_params']:,} / {r['discriminator_params']:,} | "
+                     f"{r['generator_mflop_forward']:.1f} / {r['discriminator_mflop_forward']:.1f} | "
+                     f"{r['mflop_per_training_sample']:.0f} | {t['float32']:.0f} ({100 * f['float32']:.0f}%) | "
+                     f"{t['mixed_bfloat16']:.0f} ({100 * f['mixed_bfloat16']:.0f}%) | {r['bf16_speedup']:.2f}× | "
+                     f"{r['generation_ecgs_per_s']:.0f} |")
+    ref, speed = bench["reference_generators_ecgs_per_s"], bench["generation_speedup_vs"]
+    deepfake = (f"{ref['deepfake_ecg']:.0f} ECGs/s (the default recipe generates {speed['deepfake_ecg']:.1f}× faster)"
+                if isinstance(ref["deepfake_ecg"], float) else ref["deepfake_ecg"])
+    lines += ["", f"Reference generators timed in the same run: neurokit2 `ecg_simulate(method=\"multileads\")` "
+                  f"{ref['neurokit2_multileads']:.2f} ECGs/s; DeepFake-ECG {deepfake}. Peak RSS "
+                  f"{bench['peak_rss_mib']:.0f} MiB."]
+    return "\n".join(lines)
+
+
 SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data": low_data_markdown,
-            "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", []))}
+            "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", [])),
+            "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown}
 
 
-def update_readme(readme: str | Path, results: str | Path) -> Path:
+def update_readme(readme: str | Path, results: str | Path, bench: str | Path | None = None) -> Path:
     """Replace the text between ``<!-- results:<section> -->`` and ``<!-- /results:<section> -->`` in the README
-    by the section rendered from ``results`` (numbers are never typed by hand)."""
+    by the section rendered from ``results`` (and ``bench``, a benchmark JSON): numbers are never typed by hand."""
     import re
 
     readme, data = Path(readme), json.loads(Path(results).read_text())
+    if bench is not None and Path(bench).is_file():
+        data["performance"] = {"command": "python -m rare_gan.bench", "rows": json.loads(Path(bench).read_text())}
     text = readme.read_text()
+    data.setdefault("claims", {"command": "python -m rare_gan.study readme (from the realism and utility rows)",
+                               "rows": []})
     for section, render in SECTIONS.items():
         if section not in data:
             continue
         rows = data[section]["rows"]
-        table = render(rows, data) if section == "ablation" else render(rows)
-        body = (f"<!-- results:{section} -->\n_Generated from `{Path(results).as_posix()}` "
+        table = render(rows, data) if section in ("ablation", "claims") else render(rows)
+        source = bench if section == "performance" else results
+        body = (f"<!-- results:{section} -->\n_Generated from `{Path(source).as_posix()}` "
                 f"(command: `{data[section]['command']}`)._\n\n{table}\n<!-- /results:{section} -->")
         text, n = re.subn(rf"<!-- results:{section} -->.*?<!-- /results:{section} -->", lambda m: body, text,
                           flags=re.S)

@@ -96,7 +96,7 @@ def test_beat_generator_is_lead_consistent_conditional_and_saves(tmp_path):
         np.testing.assert_allclose(loaded(inputs, training=False), model(inputs, training=False), atol=1e-5)
     with tf.GradientTape():
         generator([z, labels], training=True)
-    assert len(generator.losses) == 1 and float(generator.losses[0]) > 0  # the residual-energy penalty
+    assert len(generator.losses) == 2 and float(generator.losses[0]) > 0  # residual- and noise-energy penalties
 
 
 def test_freeze_discriminator_freezes_the_lowest_stages_of_every_scale():

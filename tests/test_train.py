@@ -177,3 +177,14 @@ def test_cli_trains(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert (saved["lr_generator"], saved["lr_discriminator"]) == (4e-4, 1e-4)
+
+
+def test_cli_starts_without_tensorflow_noise():
+    """TensorFlow's start-up lines (oneDNN notices, CUDA probes, 'failed call to cuInit') read as failures to a
+    new user on a machine without a GPU: the package silences them."""
+    out = subprocess.run([sys.executable, "-m", "rare_gan.train", "--help"], capture_output=True, text=True, cwd=REPO,
+                         timeout=120, env={k: v for k, v in __import__("os").environ.items()
+                                           if k not in ("TF_CPP_MIN_LOG_LEVEL", "RARE_GAN_TF_LOGS")})
+    assert out.returncode == 0 and "--recipe" in out.stdout
+    for noise in ("cuInit", "oneDNN", "cuda drivers", "absl::InitializeLog"):
+        assert noise not in out.stderr, out.stderr

@@ -1,0 +1,52 @@
+"""The benchmark's accounting and its GPU command, checked on the CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from rare_gan import bench, models
+from tests.conftest import REPO
+
+
+def test_step_flops_count_both_networks_forward_and_backward():
+    for recipe in ("research", "beat"):
+        model, _ = bench._gan(recipe, "float32", 8)
+        forward = models.flops_per_sample(model.generator) + models.flops_per_sample(model.discriminator)
+        per_sample = bench.step_flops(recipe, batch_size=8)
+        assert 3 * forward < per_sample < 25 * forward, (recipe, per_sample / forward)
+
+
+def test_lazy_r1_is_counted_at_its_rate():
+    model, batch = bench._gan("beat", "float32", 8)
+    assert model.r1_every == 4 and model.r1_weight > 0
+    model.r1_every = 1
+    every_step = bench.graph_flops(model, batch)
+    model.r1_weight = 0.0
+    without = bench.graph_flops(model, batch)
+    assert every_step > 1.2 * without  # R1's second-order pass is real arithmetic
+    assert abs(bench.step_flops("beat", batch_size=8) - (without + (every_step - without) / 4)) < 1e-6 * every_step
+
+
+def test_training_rate_under_the_mirrored_strategy_on_cpu():
+    rate, generator, _ = bench.training_rate("research", "float32", 8, repeats=1, min_seconds=0.1,
+                                             strategy="mirrored")
+    assert rate > 0 and generator.output.shape[1:] == (1000, 12)
+
+
+def test_bf16_hardware_report():
+    info = bench.bf16_hardware()
+    assert set(info) == {"cpu_amx_bf16", "cpu_avx512_bf16", "gpu_compute_capabilities", "bf16_matrix_units"}
+    assert info["bf16_matrix_units"] == (info["cpu_amx_bf16"] or info["cpu_avx512_bf16"]
+                                         or any(c and c[0] >= 8 for c in info["gpu_compute_capabilities"]))
+
+
+def test_gpu_command_without_a_gpu_says_what_to_do(tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return  # on a GPU machine the command benchmarks instead
+    out = subprocess.run([sys.executable, "-m", "rare_gan.bench", "--gpu", "--out", str(tmp_path / "b.json")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 3 and "no CUDA GPU visible" in out.stderr and "--allow-cpu" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "b.json").exists()
