@@ -37,7 +37,7 @@ import tensorflow as tf
 from keras import layers
 
 from rare_gan.leads import INDEPENDENT_LEADS, N_LEADS, N_SAMPLES, SAMPLING_RATE_HZ
-from rare_gan.models import LeadConsistent12, ResidualInception1D, _PACKAGE
+from rare_gan.models import LeadConsistent12, ResidualInception1D, _PACKAGE, generator_inputs
 
 N_INDEPENDENT = len(INDEPENDENT_LEADS)
 HR_RANGE_BPM = (35.0, 190.0)
@@ -261,12 +261,8 @@ def build_beat_generator(
     if N_SAMPLES % residual_rate:
         raise ValueError(f"residual_rate {residual_rate} must divide {N_SAMPLES}")
     small = keras.initializers.RandomNormal(stddev=head_init_sd)
-    z = keras.Input(shape=(latent_dim,), name="z")
-    inputs, h = z, z
-    if n_labels:
-        labels = keras.Input(shape=(n_labels,), name="labels")
-        embedded = layers.Dense(label_dim, use_bias=False, name="label_embedding")(labels)
-        inputs, h = [z, labels], layers.Concatenate(name="condition")([z, embedded])
+    inputs, h = generator_inputs(latent_dim, n_labels, label_dim)
+    z = inputs[0] if n_labels else inputs
     for i in range(2):
         h = layers.Dense(hidden, name=f"code{i + 1}")(h)
         h = layers.LeakyReLU(0.2, name=f"code{i + 1}_act")(h)
@@ -279,7 +275,7 @@ def build_beat_generator(
         layers.Dense(n_beats * n_templates, kernel_initializer=small, name="beat_choice")(h))
     # sharp choice (logits × 4): once learnt, each beat is essentially one template, as in real ECGs
     choice = layers.Softmax(axis=-1, name="choice")(layers.Rescaling(4.0, name="choice_sharpen")(choice))
-    amplitude = layers.Rescaling(0.1, offset=1.0, name="amplitude")(layers.Activation("tanh")(amplitude))
+    amplitude = layers.Rescaling(0.1, offset=1.0, name="amplitude")(layers.Activation("tanh", name="amplitude_tanh")(amplitude))
     amplitude = layers.Reshape((n_beats, 1), name="amplitude_col")(amplitude)
     weights = layers.Multiply(name="beat_weights")([choice, amplitude])
 
@@ -299,7 +295,7 @@ def build_beat_generator(
     r = layers.LeakyReLU(0.2, name="residual_project_act")(r)
     r = _up_stack(r, [residual_channels], 5, "residual", blocks=0)  # ×2
     r = layers.UpSampling1D(5, name="residual_up_rate")(r)  # to residual_rate
-    r = layers.Conv1D(residual_channels, 5, padding="same", activation=layers.LeakyReLU(0.2), name="residual_conv")(r)
+    r = layers.Conv1D(residual_channels, 5, padding="same", activation="leaky_relu", name="residual_conv")(r)
     r = layers.Conv1D(N_INDEPENDENT, 5, padding="same", name="residual_out")(r)
     r = SmoothUpsample(N_SAMPLES // residual_rate, name="residual_smooth")(r)
     r = EnergyPenalty(residual_l2, highpass_window=51, name="residual_penalty")(Gain(residual_gain,
@@ -309,11 +305,12 @@ def build_beat_generator(
                          name="noise_level")(h)
     noise = layers.Dense(N_INDEPENDENT, use_bias=False, name="noise_mixing")(
         ProjectedNoise(N_SAMPLES, noise_sources, name="noise_sources")(z))
-    noise = layers.Multiply(name="noise")([noise, layers.Reshape((1, 1))(layers.Activation("softplus")(level))])
+    noise = layers.Multiply(name="noise")([noise, layers.Reshape((1, 1), name="noise_level_col")(
+        layers.Activation("softplus", name="noise_level_softplus")(level))])
     noise = EnergyPenalty(noise_l2, name="noise_penalty")(noise)
 
     x = layers.Add(name="ecg8")([beats, r, noise])
-    x = LeadConsistent12(dtype="float32", name="leads12")(layers.Activation("linear", dtype="float32")(x))
+    x = LeadConsistent12(dtype="float32", name="leads12")(layers.Activation("linear", dtype="float32", name="ecg8_float32")(x))
     return keras.Model(inputs, x, name="generator")
 
 

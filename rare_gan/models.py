@@ -21,7 +21,7 @@ from rare_gan.leads import INDEPENDENT_LEADS, INDEPENDENT_TO_12, N_LEADS, N_SAMP
 
 _PACKAGE = "rare_gan"
 UPSAMPLE_MODES = ("transpose", "nearest")
-POOLINGS = ("average", "flatten")
+POOLINGS = ("average", "flatten", "average_max")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,6 +127,17 @@ class LeadConsistent12(layers.Layer):
 # --------------------------------------------------------------------------------------------------
 
 
+def generator_inputs(latent_dim: int, n_labels: int = 0, label_dim: int = 32):
+    """A generator's inputs and what it starts from: ``z``, or ``[z, labels]`` with the multi-hot labels'
+    learnt linear ``label_dim`` embedding concatenated to ``z`` (conditional, ``n_labels`` > 0)."""
+    z = keras.Input(shape=(latent_dim,), name="z")
+    if not n_labels:
+        return z, z
+    labels = keras.Input(shape=(n_labels,), name="labels")
+    embedded = layers.Dense(label_dim, use_bias=False, name="label_embedding")(labels)
+    return [z, labels], layers.Concatenate(name="condition")([z, embedded])
+
+
 def build_generator(
     latent_dim: int = 100,
     lead_consistent: bool = True,
@@ -171,12 +182,7 @@ def build_generator(
         x = layers.UpSampling1D(2, name=f"{name}_upsample")(x)
         return layers.Conv1D(channels, kernel_size, padding="same", name=name, **kw)(x)
 
-    z = keras.Input(shape=(latent_dim,), name="z")
-    inputs, x = z, z
-    if n_labels:
-        labels = keras.Input(shape=(n_labels,), name="labels")
-        embedded = layers.Dense(label_dim, use_bias=False, name="label_embedding")(labels)
-        inputs, x = [z, labels], layers.Concatenate(name="condition")([z, embedded])
+    inputs, x = generator_inputs(latent_dim, n_labels, label_dim)
     x = layers.Dense(base_length * filters[0], use_bias=False, name="project")(x)
     x = layers.BatchNormalization(name="project_bn")(x)
     x = layers.LeakyReLU(0.2, name="project_act")(x)
@@ -209,9 +215,11 @@ def _conv_trunk(
 
     Stem: stride-2 convs (kernel 7 then 5) → [norm] → LeakyReLU, one per ``stem_filters`` (T/4 for
     two). Then per ``block_filters``: 2× average-pool (except first) → ResidualInception1D →
-    [norm] → [dropout]. Finally ``pooling``: ``"average"`` (global average, position-free) or
+    [norm] → [dropout]. Finally ``pooling``: ``"average"`` (global average, position-free),
     ``"flatten"`` (keeps where each feature occurs, so the head can judge the rhythm over all
-    10 s). ``norm`` is None, ``"layer"`` or ``"batch"``.
+    10 s) or ``"average_max"`` (global average and global maximum side by side: a single ectopic
+    beat in 10 s survives the maximum, while the average dilutes it). ``norm`` is None,
+    ``"layer"`` or ``"batch"``.
     """
     if norm not in (None, "layer", "batch"):
         raise ValueError(f"norm must be None, 'layer' or 'batch', got {norm!r}")
@@ -240,6 +248,9 @@ def _conv_trunk(
             x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     if pooling == "flatten":
         return layers.Flatten(name="flatten")(x)
+    if pooling == "average_max":
+        return layers.Concatenate(name="gap")([layers.GlobalAveragePooling1D(name="average")(x),
+                                               layers.GlobalMaxPooling1D(name="maximum")(x)])
     return layers.GlobalAveragePooling1D(name="gap")(x)
 
 
@@ -289,12 +300,13 @@ def build_classifier(
     block_filters: Sequence[int] = (64, 128, 256),
     norm: str | None = "batch",
     dropout: float = 0.3,
+    pooling: str = "average",
 ) -> keras.Model:
     """Target-vs-rest classifier ``ECG (batch, input_length, n_leads) -> logit (batch, 1)``.
 
     Same trunk as :func:`build_discriminator`, with BatchNorm and dropout by default.
     """
-    return _build_cnn("classifier", input_length, n_leads, stem_filters, block_filters, norm, dropout)
+    return _build_cnn("classifier", input_length, n_leads, stem_filters, block_filters, norm, dropout, pooling)
 
 
 # --------------------------------------------------------------------------------------------------

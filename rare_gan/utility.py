@@ -137,6 +137,9 @@ def oof_scores(family: Family, x: np.ndarray, y: np.ndarray, seed: int = 0, fold
 # ---------------------------------------------------------------------------------------------
 # The CNN trunk: multi-label pretraining on every training-fold record
 # ---------------------------------------------------------------------------------------------
+CNN_BLOCKS = (64, 128, 128, 256, 256)
+"""Inception/residual blocks of the CNN trunk, each after a 2× pooling: its receptive field spans ~5 s
+(several RR intervals), and global average + maximum pooling keep a single ectopic beat visible."""
 CNN_EPOCHS = {"test": 1, "quick": 10, "full": 30}
 """Multi-label pretraining epochs of the CNN trunk per profile (cosine-decayed Adam 1e-3, batch 64):
 fixed in advance, not tuned on any code (the multi-label loss over all codes is what it optimises)."""
@@ -163,14 +166,14 @@ def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root:
     keep = np.array([not (set(c) & excluded) for c in codes])
     vocabulary = [c for c in train.label_vocabulary(meta, min_records) if c not in excluded]
     key = hashlib.sha256(json.dumps([task.data_root, ids[keep].tolist(), vocabulary, seed, epochs,
-                                     task.scaler.scale_mv, "v1"]).encode()).hexdigest()[:10]
+                                     task.scaler.scale_mv, CNN_BLOCKS, "v2"]).encode()).hexdigest()[:10]
     folder = Path(cache_root) / f"cnn_trunk-seed{seed}-{key}"
     if atomic.is_complete(folder):
         return folder
     x = task.x["train"][keep]
     y = train.multi_hot([c for c, k in zip(codes, keep) if k], vocabulary)
     keras.utils.set_random_seed(seed)
-    trunk = models.build_classifier()
+    trunk = models.build_classifier(block_filters=CNN_BLOCKS, pooling="average_max")
     head = keras.layers.Dense(len(vocabulary), dtype="float32", name="codes")(trunk.get_layer("gap").output)
     model = keras.Model(trunk.input, head, name="multilabel_cnn")
     steps = epochs * max(1, len(x) // 64)
@@ -199,7 +202,7 @@ def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root:
 
 
 def cnn_embedder(trunk_dir: str | Path):
-    """A function scaled ECGs (n, 1000, 12) → pooled CNN features (n, 256), batched and compiled."""
+    """A function scaled ECGs (n, 1000, 12) → pooled CNN features (n, 512: average and maximum), batched."""
     import keras
     import tensorflow as tf
 

@@ -99,6 +99,16 @@ def test_beat_generator_is_lead_consistent_conditional_and_saves(tmp_path):
     assert len(generator.losses) == 2 and float(generator.losses[0]) > 0  # residual- and noise-energy penalties
 
 
+def test_networks_build_the_same_config_twice():
+    """The pretraining cache is keyed by the networks' configuration: it must not depend on Keras's
+    automatic layer names, which change with every model built in a process."""
+    for recipe in ("beat", "research"):
+        config = recipes.get_recipe(recipe).config("PAC", label_codes=["A", "B"] if recipe == "beat" else None)
+        first = [m.get_config() for m in gan.build_models(config, n_labels=2 if recipe == "beat" else 0)]
+        second = [m.get_config() for m in gan.build_models(config, n_labels=2 if recipe == "beat" else 0)]
+        assert first == second, recipe
+
+
 def test_freeze_discriminator_freezes_the_lowest_stages_of_every_scale():
     discriminator = ecgnets.build_multiscale_discriminator(scales=(1, 4))
     frozen = gan.freeze_discriminator(discriminator, 2)

@@ -104,8 +104,11 @@ def test_r1_runs_reproduce_to_float_rounding(afib_data, tmp_path):
     and resumed runs agree to float rounding, not bit for bit (README, Reproducibility)."""
     config = train.TrainConfig(**TINY, r1_weight=0.1, r1_every=2)
     whole, again, resumed = _whole_twice_and_resumed(config, afib_data, tmp_path)
+    # RR-SD of the fixed-noise batch is left out: R-peak detection is a step function of the samples, so
+    # float rounding can move a detected beat by a sample and RR-SD by tens of ms
+    continuous = ["epoch", "d_loss", "g_loss", "d_real", "d_fake"]
     for other in (again, resumed):
-        pd.testing.assert_frame_equal(whole, other, check_exact=False, rtol=1e-3, atol=1e-4)
+        pd.testing.assert_frame_equal(whole[continuous], other[continuous], check_exact=False, rtol=1e-3, atol=1e-4)
 
 
 def test_generation_from_a_saved_generator_is_bit_identical(afib_data, tmp_path):
