@@ -35,6 +35,19 @@ from rare_gan import features
 TOP_FEATURES = 5
 
 
+@dataclass(frozen=True)
+class Effort:
+    """How hard the two-sample tests try: cross-validation repeats, label permutations for the null,
+    CNN epochs. The default is the study's; the ``test`` profile only checks the mechanics."""
+
+    repeats: int = 5
+    n_null: int = 10
+    cnn_epochs: int = 15
+
+
+EFFORT = {"test": Effort(1, 2, 1), "quick": Effort(3, 5, 8), "full": Effort()}
+
+
 def feature_classifier(seed: int = 0, n_train: int = 1000) -> HistGradientBoostingClassifier:
     """The gradient-boosting classifier used for C2ST, TSTR and the utility study's feature model.
 
@@ -210,10 +223,15 @@ class Reference:
     physiology: "object"
     """neurokit2 features (:func:`rare_gan.physiology.ecg_features`) of the code's real ECGs."""
     controls: dict = field(default_factory=dict)
+    effort: Effort = field(default_factory=Effort)
+
+    def c2st(self, real, synthetic, seed: int = 0, **kwargs) -> C2STResult:
+        """:func:`c2st` at this reference's effort."""
+        return c2st(real, synthetic, seed, repeats=self.effort.repeats, n_null=self.effort.n_null, **kwargs)
 
 
 def load_reference(task, controls: bool = True, seed: int = 0, common_class: str = "NORM",
-                   meta=None) -> Reference:
+                   meta=None, effort: Effort = Effort()) -> Reference:
     """Build the :class:`Reference` of ``task`` (a :class:`rare_gan.evaluate.Task`), features cached on disk."""
     from rare_gan import physiology
 
@@ -225,7 +243,7 @@ def load_reference(task, controls: bool = True, seed: int = 0, common_class: str
     ref = Reference(code="+".join(task.codes), train_mv=x_mv["train"][pos], unseen_mv=task.unseen_positives_mv(),
                     train_features=f["train"][pos], unseen_features=unseen_f[unseen_y == 1],
                     negatives_features=f["train"][~pos], test_features=unseen_f, test_y=unseen_y,
-                    scale_mv=task.scaler.scale_mv,
+                    scale_mv=task.scaler.scale_mv, effort=effort,
                     physiology=physiology.ecg_features(np.concatenate([x_mv["train"][pos], task.unseen_positives_mv()])))
     if controls:
         ref.controls = control_tests(ref, task, seed, common_class, meta)
@@ -244,7 +262,7 @@ def control_tests(ref: Reference, task, seed: int = 0, common_class: str = "NORM
     """
     from rare_gan import data, metrics
 
-    out = {"c2st_real_control": c2st(ref.train_features, ref.unseen_features, seed).auroc}
+    out = {"c2st_real_control": ref.c2st(ref.train_features, ref.unseen_features, seed).auroc}
     meta = meta or data.load_metadata(task.data_root)
     common = meta.has_codes(common_class) if common_class in meta.statements.index else None
     if common is not None:
@@ -253,10 +271,10 @@ def control_tests(ref: Reference, task, seed: int = 0, common_class: str = "NORM
         unseen_c = features.cached(np.concatenate([task.scaler.inverse(task.x[s][mask[s]]) for s in ("val", "test")]),
                                    tag="unseen_common")
         if min(len(train_c), len(unseen_c)) >= 10:
-            out["c2st_common_control"] = c2st(train_c, unseen_c, seed, n_max=len(ref.train_features)).auroc
+            out["c2st_common_control"] = ref.c2st(train_c, unseen_c, seed, n_max=len(ref.train_features)).auroc
     copies = jittered_copies(ref.train_mv, seed)
-    out["c2st_jitter_control"] = c2st(ref.train_features, features.extract(copies), seed,
-                                      pairs=np.arange(len(copies))).auroc
+    out["c2st_jitter_control"] = ref.c2st(ref.train_features, features.extract(copies), seed,
+                                          pairs=np.arange(len(copies))).auroc
     _, memo = metrics.memorisation_report(copies, ref.train_mv, ref.unseen_mv)
     out["jitter_near_copy_fraction"] = memo["fraction_near_copy"]
     return out
@@ -286,11 +304,12 @@ def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, 
     from rare_gan import metrics, physiology
 
     synth_features = features.extract(synthetic_mv)
-    strong = c2st(ref.train_features, synth_features, seed)
+    strong = ref.c2st(ref.train_features, synth_features, seed)
     row = {"c2st_auroc": strong.auroc, "c2st_auroc_sd": strong.auroc_sd, "c2st_null_sd": strong.null_sd,
            "c2st_n_per_class": strong.n_per_class, "c2st_top_features": strong.top_features}
     if cnn:
-        row["c2st_cnn_auroc"] = cnn_c2st(ref.train_mv / ref.scale_mv, synthetic_mv / ref.scale_mv, seed)
+        row["c2st_cnn_auroc"] = cnn_c2st(ref.train_mv / ref.scale_mv, synthetic_mv / ref.scale_mv, seed,
+                                         epochs=ref.effort.cnn_epochs)
     t = tstr(ref.negatives_features, synth_features, ref.train_features, ref.test_features, ref.test_y, seed)
     row |= {"tstr_auroc": t["tstr_auroc"], "real_auroc_same_classifier": t["real_auroc"]}
     phys = physiology.ecg_features(synthetic_mv[:300])

@@ -253,7 +253,7 @@ RECIPES: dict[str, Recipe] = {
         settings={"architecture": "research", "generator_kernel_size": 5, "generator_upsample": "transpose",
                   "lead_consistent": False, "diff_augment": False, "r1_weight": 0.0, "conditional": False,
                   "latent_dim": 100, "batch_size": 64, "loss": "nonsaturating"},
-        budgets={"test": _budget(None, (2, 2)), "quick": _budget(None, (20, 25)), "full": _budget(None, (150, 20))},
+        budgets={"test": _budget(None, (2, 2)), "quick": _budget(None, (20, 25)), "full": _budget(None, (100, 20))},
     ),
     "beat": Recipe(
         name="beat",

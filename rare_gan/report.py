@@ -100,11 +100,12 @@ class Realism:
 
 
 def realism_section(task: evaluate.Task, runs: dict[str, RunArtifacts], seed: int = 0, n_max: int = 500,
-                    cnn: bool = True) -> Realism:
-    """Every run's generated ECGs (not only the vetted ones) against the code's real ECGs."""
+                    cnn: bool = True, profile: str = "full") -> Realism:
+    """Every run's generated ECGs (not only the vetted ones) against the code's real ECGs; ``profile``
+    sets the tests' effort (:data:`rare_gan.realism.EFFORT`)."""
     from scipy.stats import mannwhitneyu
 
-    reference = realism.load_reference(task, seed=seed)
+    reference = realism.load_reference(task, seed=seed, effort=realism.EFFORT[profile])
     rows, hf = {}, {}
     for name, run in runs.items():
         synth = run.generated_mv[:n_max]

@@ -57,7 +57,8 @@ def _row_cached(run_dir: Path, key: str, compute) -> dict:
 
 def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int] = (0, 1, 2),
                  research_seeds: Sequence[int] = (0,), profile: str = "full", outputs: str | Path = "outputs/study",
-                 n_generate: int = 500, recipes: Sequence[str] = ("beat", "research")) -> list[dict]:
+                 n_generate: int = 500, recipes: Sequence[str] = ("beat", "research"),
+                 configurations: Sequence[str] = ("Initial", "Modified")) -> list[dict]:
     """Train/reuse every run of the study and evaluate it; one dict per row (controls first per code)."""
     outputs = Path(outputs)
     rows = []
@@ -71,7 +72,7 @@ def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int
         for recipe in recipes:
             for seed in (research_seeds if recipe == "research" else seeds):
                 pretrained = None
-                for experiment in EXPERIMENTS:
+                for experiment in [e for e in EXPERIMENTS if e.name in configurations]:
                     start = time.perf_counter()
                     run_dir, _ = train.train_recipe(recipe, code, profile=profile, outputs=outputs / code / f"seed{seed}",
                                                     pretrained_root=outputs / "pretrained", data_dir=data_dir,
@@ -215,11 +216,23 @@ def summarise(rows: Sequence[dict]) -> pd.DataFrame:
     return out.reset_index()
 
 
+ROW_KEY = ("code", "recipe", "configuration", "gan_seed", "family", "variant", "k_label", "draw")
+"""Fields that identify a row: a later invocation replaces the rows it computes again and keeps the others."""
+
+
 def write_results(path: str | Path, section: str, rows: Sequence[dict], command: str) -> Path:
-    """Put ``rows`` under ``section`` of the results JSON at ``path`` (other sections are kept)."""
+    """Merge ``rows`` into ``section`` of the results JSON at ``path`` (other sections are kept).
+
+    Rows are matched on :data:`ROW_KEY`; the section keeps every command that wrote to it.
+    """
     path = Path(path)
     results = json.loads(path.read_text()) if path.is_file() else {}
-    results[section] = {"command": command, "rows": list(rows)}
+    old = results.get(section, {"commands": [], "rows": []})
+    key = lambda r: tuple(str(r.get(k)) for k in ROW_KEY)  # noqa: E731
+    fresh = {key(r) for r in rows}
+    merged = [r for r in old["rows"] if key(r) not in fresh] + list(rows)
+    commands = [c for c in old.get("commands", [old.get("command")]) if c and c != command] + [command]
+    results[section] = {"command": "; ".join(commands), "commands": commands, "rows": merged}
     atomic.write_json(path, results)
     return path
 
@@ -239,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", default="outputs/study/results.json")
     parser.add_argument("--n-generate", type=int, default=500)
     parser.add_argument("--recipes", default="beat,research")
+    parser.add_argument("--configurations", default="Initial,Modified")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="outputs/reference/figures")
     parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
@@ -262,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               .to_string(index=False))
     else:
         rows = realism_rows(args.data, codes, ints(args.seeds), ints(args.research_seeds), args.profile, args.outputs,
-                            args.n_generate, [r.strip() for r in args.recipes.split(",")])
+                            args.n_generate, [r.strip() for r in args.recipes.split(",")],
+                            [c.strip() for c in args.configurations.split(",")])
         print(summarise(rows).to_string(index=False))
     path = write_results(args.results, args.section, rows, command)
     print(f"results: {path}")

@@ -285,7 +285,8 @@ class Fit:
 def fit_variant(family: Family, rows: Rows, variant: str, seeds: Sequence[int], synthetic_mv=None,
                 label: str | None = None, thresholds: bool = True) -> Fit:
     """Fit ``variant`` once per seed. The decision threshold maximises F1 on 3-fold out-of-fold scores
-    of the variant's training set (first seed; reused for the others), or is 0.5 without ``thresholds``."""
+    of the variant's training set (first seed; reused for the others), or is 0.5 without ``thresholds``
+    (and when a class has fewer than 2 members, so that no out-of-fold split exists)."""
     scores, seconds, cut = [], [], 0.5
     synthetic_rows = family.represent(synthetic_mv) if synthetic_mv is not None and len(synthetic_mv) else None
     for i, seed in enumerate(seeds):
@@ -294,7 +295,7 @@ def fit_variant(family: Family, rows: Rows, variant: str, seeds: Sequence[int], 
         model = family.fit(x, y, seed, balanced)
         seconds.append(time.perf_counter() - start)
         scores.append(scores_of(model, rows.test))
-        if thresholds and i == 0:
+        if thresholds and i == 0 and min(np.sum(y == 1), np.sum(y == 0)) >= 2:  # else no out-of-fold split
             cut = metrics.choose_threshold(y, oof_scores(family, x, y, seed, balanced=balanced), rule="f1")
     return Fit(family.name, label or variant, np.stack(scores), np.full(len(seeds), cut), float(np.mean(seconds)))
 
