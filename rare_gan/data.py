@@ -109,10 +109,10 @@ def locate_ptbxl(data_dir: str | os.PathLike | None = None) -> Path:
 def resolve_dataset(data_dir: str | os.PathLike | None = None, demo_fallback: bool = True) -> Path:
     """Locate PTB-XL; when none is found and ``demo_fallback``, write/reuse the DEMO dataset instead.
 
-    ``data_dir="demo"`` asks for the DEMO dataset explicitly. An explicitly given ``data_dir`` that
-    is not PTB-XL is always an error (no silent fallback). Falling back prints :data:`rare_gan.demo.DEMO_BANNER` so nobody mistakes demo results for PTB-XL.
+    ``data_dir="demo"`` (or ``PTBXL_DIR=demo``) asks for the DEMO dataset explicitly. An explicitly
+    given ``data_dir`` that is not PTB-XL is always an error (no silent fallback). Falling back prints :data:`rare_gan.demo.DEMO_BANNER` so nobody mistakes demo results for PTB-XL.
     """
-    if str(data_dir).lower() == "demo":
+    if str(data_dir or os.environ.get("PTBXL_DIR", "")).lower() == "demo":
         from rare_gan import demo
 
         print(demo.DEMO_BANNER, file=sys.stderr)

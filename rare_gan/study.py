@@ -58,8 +58,13 @@ def _row_cached(run_dir: Path, key: str, compute) -> dict:
 def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int] = (0, 1, 2),
                  research_seeds: Sequence[int] = (0,), profile: str = "full", outputs: str | Path = "outputs/study",
                  n_generate: int = 500, recipes: Sequence[str] = ("beat", "research"),
-                 configurations: Sequence[str] = ("Initial", "Modified")) -> list[dict]:
-    """Train/reuse every run of the study and evaluate it; one dict per row (controls first per code)."""
+                 configurations: Sequence[str] = ("Initial", "Modified"),
+                 pretrain_seeds: Sequence[int] | None = None) -> list[dict]:
+    """Train/reuse every run of the study and evaluate it; one dict per row (controls first per code).
+
+    GAN seed ``s`` of the default recipe fine-tunes the pretraining of seed ``s`` when ``s`` is in
+    ``pretrain_seeds`` (default: every seed), else the pretraining of ``pretrain_seeds[0]``: then only
+    the fine-tuning seed varies, and the row's ``pretrain_seed`` says so."""
     outputs = Path(outputs)
     rows = []
     for code in codes:
@@ -71,28 +76,32 @@ def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int
         log.info("%s controls: %s", code, ref.controls)
         for recipe in recipes:
             for seed in (research_seeds if recipe == "research" else seeds):
+                pretrain_seed = seed if pretrain_seeds is None or seed in pretrain_seeds else pretrain_seeds[0]
                 pretrained = None
                 for experiment in [e for e in EXPERIMENTS if e.name in configurations]:
                     start = time.perf_counter()
                     run_dir, _ = train.train_recipe(recipe, code, profile=profile, outputs=outputs / code / f"seed{seed}",
                                                     pretrained_root=outputs / "pretrained", data_dir=data_dir,
-                                                    seed=seed, lr_generator=experiment.lr_generator,
+                                                    pretrain_seed=pretrain_seed, seed=seed,
+                                                    lr_generator=experiment.lr_generator,
                                                     lr_discriminator=experiment.lr_discriminator)
                     config = generate.load_run(run_dir).config
                     pretrained = Path(config.init_from) if config.init_from else None
                     row = _row_cached(run_dir, f"{code}-n{n_generate}", lambda: realism.evaluate_synthetic(
                         ref, generate.generate(generate.load_run(run_dir), n_generate, seed=seed), seed))
                     rows.append({**base, "recipe": recipe, "configuration": experiment.name, "gan_seed": seed,
-                                 "run_dir": str(run_dir), "c2st_real_control": ref.controls["c2st_real_control"],
+                                 "pretrain_seed": pretrain_seed if pretrained else None, "run_dir": str(run_dir),
+                                 "c2st_real_control": ref.controls["c2st_real_control"],
                                  "pretrain_seconds": _train_seconds(pretrained) if pretrained else 0.0,
                                  "train_seconds": _train_seconds(run_dir), **row})
                     log.info("%s %s %s seed %d: C2ST %.3f (%.0f s)", code, recipe, experiment.name, seed,
                              row["c2st_auroc"], time.perf_counter() - start)
                 if pretrained is not None:
-                    row = _row_cached(pretrained, f"{code}-n{n_generate}", lambda: realism.evaluate_synthetic(
+                    key = f"{code}-n{n_generate}" + ("" if seed == pretrain_seed else f"-seed{seed}")
+                    row = _row_cached(pretrained, key, lambda: realism.evaluate_synthetic(
                         ref, generate.generate(generate.load_run(pretrained), n_generate, seed=seed, code=code), seed))
                     rows.append({**base, "recipe": f"{recipe}/conditional", "configuration": "pretrained only",
-                                 "gan_seed": seed, "run_dir": str(pretrained),
+                                 "gan_seed": seed, "pretrain_seed": pretrain_seed, "run_dir": str(pretrained),
                                  "c2st_real_control": ref.controls["c2st_real_control"],
                                  "pretrain_seconds": _train_seconds(pretrained), "train_seconds": 0.0, **row})
     return rows
@@ -246,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", help="PTB-XL folder (default: $PTBXL_DIR, data/ptbxl, else DEMO)")
     parser.add_argument("--codes", default="PAC,PVC,CLBBB,AFIB")
     parser.add_argument("--seeds", default="0,1,2", help="GAN seeds of the default recipe")
+    parser.add_argument("--pretrain-seeds", help="pretraining seeds of the default recipe (default: the GAN "
+                        "seeds; other GAN seeds fine-tune the first one's pretraining)")
     parser.add_argument("--research-seeds", default="0", help="GAN seeds of the research recipe")
     parser.add_argument("--profile", default="full", choices=["test", "quick", "full"])
     parser.add_argument("--outputs", default="outputs/study", help="run folders and the pretraining cache")
@@ -277,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         rows = realism_rows(args.data, codes, ints(args.seeds), ints(args.research_seeds), args.profile, args.outputs,
                             args.n_generate, [r.strip() for r in args.recipes.split(",")],
-                            [c.strip() for c in args.configurations.split(",")])
+                            [c.strip() for c in args.configurations.split(",")],
+                            ints(args.pretrain_seeds) if args.pretrain_seeds else None)
         print(summarise(rows).to_string(index=False))
     path = write_results(args.results, args.section, rows, command)
     print(f"results: {path}")

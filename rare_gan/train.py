@@ -493,15 +493,16 @@ def run_folder(config: TrainConfig, outputs: str | os.PathLike = "outputs") -> P
 
 def train_recipe(recipe: str, target, out_dir: str | os.PathLike | None = None, profile: str = "full",
                  outputs: str | os.PathLike = "outputs", pretrained_root: str | os.PathLike | None = None,
-                 resume: bool = True, **overrides) -> tuple[Path, pd.DataFrame]:
-    """Train ``recipe`` for ``target``: pretrain (cached) if the recipe has that stage and no
-    ``init_from`` is given, then train / fine-tune. ``overrides`` are TrainConfig fields
+                 resume: bool = True, pretrain_seed: int | None = None, **overrides) -> tuple[Path, pd.DataFrame]:
+    """Train ``recipe`` for ``target``: pretrain (cached; seed ``pretrain_seed``, default the run's seed)
+    if the recipe has that stage and no ``init_from`` is given, then train / fine-tune. ``overrides`` are TrainConfig fields
     (``lr_generator``, ``seed``, ``data_dir``, ``init_from``, ...);
     ``out_dir`` defaults to :func:`run_folder`. Returns (run folder, history); the folder is printed.
     """
     spec = get_recipe(recipe)
     if spec.pretrained and not overrides.get("init_from"):
-        init = pretrained_run(spec.name, overrides.get("data_dir"), overrides.get("seed", 0), profile,
+        seed = overrides.get("seed", 0) if pretrain_seed is None else pretrain_seed
+        init = pretrained_run(spec.name, overrides.get("data_dir"), seed, profile,
                               pretrained_root or Path(outputs) / "pretrained")
         overrides = {**overrides, "init_from": str(init)}
     config = spec.config(target, profile=profile, **overrides)

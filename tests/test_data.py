@@ -51,6 +51,8 @@ def test_demo_keyword_and_fallback(monkeypatch, tmp_path, demo_dir, capsys):
     assert data.resolve_dataset() == demo_dir.resolve()
     assert "DEMO" in capsys.readouterr().err
     assert data.load_metadata("demo").demo is True
+    monkeypatch.setenv("PTBXL_DIR", "DEMO")
+    assert data.resolve_dataset() == demo_dir.resolve()
 
 
 # ---------------------------------------------------------------------------------------------- metadata

@@ -126,7 +126,7 @@ def test_papermill_lr_g_after_run_all_gets_its_own_folder(tmp_path):
     (left / "config.json").write_text(json.dumps({"train": {"target": ["AFIB"], "recipe": "beat", "epochs": 20}}))
     (left / "history.csv").write_text("epoch\n1\n")
     before = {p.name: p.read_bytes() for p in left.iterdir()}
-    env = {**os.environ, "RARE_GAN_PROFILE": "test", "PTBXL_DIR": str(tmp_path / "no-ptbxl-here")}
+    env = {**os.environ, "RARE_GAN_PROFILE": "test", "PTBXL_DIR": "demo"}
     env.pop("RARE_GAN_CACHE_DIR", None)
 
     def papermill(*params):
