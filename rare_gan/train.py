@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -228,7 +229,8 @@ class TrainingData:
     """Conditional runs: multi-hot SCP codes per record (n, len(label_codes)), float32."""
     label_codes: list[str] | None = None
     fingerprint: str = ""
-    """Digest of the data folder, the record ids and their files' sizes and mtimes."""
+    """Digest of the training data's content (record ids, decoded signals, labels): the same data
+    wherever and whenever it was unpacked gives the same digest (see :func:`data_fingerprint`)."""
 
     def label_combinations(self) -> dict[str, int]:
         """How many training records carry each combination of label codes ("NORM,SR": 712, ...)."""
@@ -281,8 +283,6 @@ def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> Tra
     ``min_label_records`` training records). With ``init_from`` the pretrained run's scaler and
     label codes are kept, so the fine-tuned networks work in the same spaces.
     """
-    from rare_gan.data import _cache_key
-
     meta = meta or load_metadata(config.data_dir, demo_fallback=True)
     if config.target == [ALL_RECORDS]:
         codes, ids = [ALL_RECORDS], meta.select(split="train")
@@ -312,7 +312,16 @@ def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> Tra
         labels = multi_hot(record_codes(meta, signals.ecg_ids, config.min_likelihood), label_codes)
     return TrainingData(x_scaled=scaler.transform(mv), ecg_ids=signals.ecg_ids, scaler=scaler,
                         data_root=str(meta.root), demo=meta.demo, codes=codes, labels=labels,
-                        label_codes=label_codes, fingerprint=_cache_key(meta, [int(e) for e in signals.ecg_ids]))
+                        label_codes=label_codes, fingerprint=data_fingerprint(signals.ecg_ids, mv, labels))
+
+
+def data_fingerprint(ecg_ids, mv: np.ndarray, labels: np.ndarray | None = None) -> str:
+    """Digest of training data by content (ids, signals in mV, labels), independent of the folder and file times."""
+    digest = hashlib.sha256(np.asarray(ecg_ids, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(mv, dtype=np.float32).tobytes())
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:24]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,12 +443,10 @@ def pretrained_run(recipe: str, data_dir: str | None, seed: int = 0, profile: st
 
     The folder ``<cache_root>/<recipe>-seed<seed>-<digest>`` is keyed by the pretraining config
     (recipe settings, profile budget, seed, ``overrides``), the networks' layer configurations
-    and the data's fingerprint (folder, record ids, file sizes and mtimes), so it is shared by
+    and the data's content fingerprint (:func:`data_fingerprint`), so it is shared by
     every code and learning-rate configuration, and a change to any input trains a new one (the
     old folder is left alone).
     """
-    import hashlib
-
     spec = get_recipe(recipe)
     config = spec.config(None, stage="pretrain", profile=profile, seed=seed, data_dir=data_dir,
                          name=f"pretrain-{spec.name}", **overrides)

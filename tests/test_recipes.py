@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rare_gan import data as rare_data
 from rare_gan import ecgnets, gan, generate, recipes, train
 from rare_gan.leads import limb_lead_residuals
 
@@ -155,14 +156,20 @@ def test_pretraining_cache_is_reused_and_invalidated(pretrained, demo_dir):
     assert saved["train"]["target"] == ["ALL"] and saved["data"]["n_train_records"] > 100
     other_seed = train.pretrained_run("beat", "demo", seed=1, profile=PROFILE, cache_root=root)
     assert other_seed != folder
+    config = recipes.get_recipe("beat").config(None, stage="pretrain", data_dir="demo", profile=PROFILE)
     record = next((demo_dir / "records100").rglob("*.hea"))
-    os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns + 10**9))  # the data changed
+    os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns + 10**9))  # unpacked again, same bytes
     try:
-        key = train.prepare_training_data(recipes.get_recipe("beat").config(None, stage="pretrain", data_dir="demo",
-                                                                            profile=PROFILE)).fingerprint
-        assert key != saved["data"]["fingerprint"]
+        data = train.prepare_training_data(config)
+        assert data.fingerprint == saved["data"]["fingerprint"]  # keyed by content, not by file times
     finally:
         os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns - 10**9))
+    mv = np.asarray(rare_data.load_signals(rare_data.load_metadata("demo"), data.ecg_ids, progress=False).mv)
+    assert train.data_fingerprint(data.ecg_ids, mv, data.labels) == data.fingerprint
+    changed = mv.copy()
+    changed[0, 0, 0] += 0.01  # the data changed
+    assert train.data_fingerprint(data.ecg_ids, changed, data.labels) != data.fingerprint
+    assert train.data_fingerprint(data.ecg_ids[::-1], mv[::-1], data.labels[::-1]) != data.fingerprint
 
 
 def test_fine_tuning_starts_from_the_pretrained_weights(pretrained, tmp_path):
