@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     codes = [c.strip().upper() for c in args.codes.split(",")]
     command = "python -m rare_gan.study " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.section == "readme":
-        print(f"README updated: {update_readme(args.readme, args.results, args.bench)}")
+        print(f"README updated: {update_readme(args.readme, args.results, args.bench, args.figures)}")
         return 0
     results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {}
     if args.section == "figures":
@@ -434,7 +434,7 @@ def claims_markdown(data: dict) -> str:
                   "Modified is smoother than Initial but not than real ECGs" if hf_m < hf_i else
                   "Modified is not smoother than Initial")
         lines.append(f"- **'Initial more realistic', 'Modified overly smooth'** ({code}, {recipe} recipe, "
-                     f"{len(ini)} GAN seed(s)): strong C2ST Initial {ini['c2st_auroc'].mean():.3f} vs Modified "
+                     f"Initial {len(ini)} / Modified {len(mod)} GAN seed(s)): strong C2ST Initial {ini['c2st_auroc'].mean():.3f} vs Modified "
                      f"{mod['c2st_auroc'].mean():.3f} — {realistic}; median power above 15 Hz: Initial {hf_i:.3f}, "
                      f"Modified {hf_m:.3f}, real {hf_r:.3f} — {smooth}.")
     return "\n".join(lines) or "(not run)"
@@ -468,12 +468,43 @@ def performance_markdown(bench: dict) -> str:
     return "\n".join(lines)
 
 
+def timing_markdown(rows: Sequence[dict]) -> str:
+    """Wall times of the study's runs on this machine (from the realism rows' run folders)."""
+    t = pd.DataFrame(rows)
+    t = t[t["recipe"].isin(["beat", "research"])] if not t.empty else t
+    if t.empty:
+        return "(not run)"
+    lines = []
+    beat, research = t[t["recipe"] == "beat"], t[t["recipe"] == "research"]
+    if not beat.empty:
+        pre = beat.drop_duplicates("pretrain_seed")["pretrain_seconds"]
+        lines.append(f"- default recipe (`beat`, full profile): pretraining on every training-fold record "
+                     f"{pre.max() / 60:.0f} min per data set and seed (cached; {len(pre)} pretraining(s) in this "
+                     f"study), then fine-tuning one code × configuration {beat['train_seconds'].median():.0f} s "
+                     f"(median of {len(beat)} runs, {beat['train_seconds'].min():.0f}–{beat['train_seconds'].max():.0f} s);")
+    if not research.empty:
+        lines.append(f"- `research` recipe (full profile, from scratch): {research['train_seconds'].median():.0f} s per "
+                     f"code × configuration (median of {len(research)} runs).")
+    return "\n".join(lines)
+
+
+def figures_markdown(folder: str | Path, readme: Path) -> str:
+    """Image links to the example grids written by ``python -m rare_gan.study figures``."""
+    import os
+
+    paths = sorted(Path(folder).glob("examples_*.png"))
+    return "\n\n".join(f"![{p.stem.split('_', 1)[1]}: 4 real vs 4 synthetic ECGs]"
+                         f"({Path(os.path.relpath(p, readme.parent)).as_posix()})" for p in paths) or "(not run)"
+
+
 SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data": low_data_markdown,
             "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", [])),
-            "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown}
+            "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown,
+            "timing": timing_markdown}
 
 
-def update_readme(readme: str | Path, results: str | Path, bench: str | Path | None = None) -> Path:
+def update_readme(readme: str | Path, results: str | Path, bench: str | Path | None = None,
+                  figures: str | Path | None = None) -> Path:
     """Replace the text between ``<!-- results:<section> -->`` and ``<!-- /results:<section> -->`` in the README
     by the section rendered from ``results`` (and ``bench``, a benchmark JSON): numbers are never typed by hand."""
     import re
@@ -484,6 +515,8 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
     text = readme.read_text()
     data.setdefault("claims", {"command": "python -m rare_gan.study readme (from the realism and utility rows)",
                                "rows": []})
+    if "realism" in data:
+        data["timing"] = {"command": data["realism"]["command"], "rows": data["realism"]["rows"]}
     for section, render in SECTIONS.items():
         if section not in data:
             continue
@@ -496,5 +529,9 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
                           flags=re.S)
         if not n:
             log.warning("README has no <!-- results:%s --> block; section not written", section)
+    if figures is not None:
+        text = re.sub(r"<!-- figures -->.*?<!-- /figures -->",
+                      lambda m: f"<!-- figures -->\n{figures_markdown(figures, readme)}\n<!-- /figures -->", text,
+                      flags=re.S)
     atomic.write_text(readme, text)
     return readme

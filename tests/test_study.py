@@ -1,0 +1,66 @@
+"""The reference study's bookkeeping: results.json merging and the README blocks rendered from it."""
+
+from __future__ import annotations
+
+import json
+
+from rare_gan import study
+
+
+def _run_row(code="PAC", recipe="beat", configuration="Initial", seed=0, c2st=0.9, **extra):
+    return {"code": code, "recipe": recipe, "configuration": configuration, "gan_seed": seed, "pretrain_seed": 0,
+            "c2st_auroc": c2st, "c2st_null_sd": 0.01, "c2st_cnn_auroc": 0.6, "tstr_auroc": 0.91,
+            "real_auroc_same_classifier": 0.97, "w1_hr_bpm": 2.0, "w1_rr_sd_ms": 11.0, "qrs_median_diff_ms": 0.0,
+            "pr_median_diff_ms": 5.0, "near_copy_fraction": 0.02, "nn_distance_ratio": 0.99, "hf_ratio_median": 0.1,
+            "hf_ratio_median_real": 0.1, "pretrain_seconds": 1800.0, "train_seconds": 150.0 + seed, **extra}
+
+
+def _rows():
+    control = {"code": "PAC", "recipe": "real", "configuration": "control", "c2st_real_control": 0.61,
+               "c2st_common_control": 0.54, "c2st_jitter_control": 0.55, "jitter_near_copy_fraction": 1.0}
+    return [control, *(_run_row(seed=s, c2st=0.88 + 0.01 * s) for s in range(3)),
+            _run_row(configuration="Modified", c2st=0.95), _run_row(recipe="research", c2st=1.0, pretrain_seconds=0.0,
+                                                                    train_seconds=400.0, pretrain_seed=None)]
+
+
+def test_write_results_replaces_recomputed_rows_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "results.json"
+    study.write_results(path, "realism", _rows(), "python -m rare_gan.study realism --seeds 0")
+    study.write_results(path, "utility", [{"code": "PAC", "family": "features", "variant": "real", "auroc": 0.96}],
+                        "python -m rare_gan.study utility")
+    study.write_results(path, "realism", [_run_row(seed=1, c2st=0.5)], "python -m rare_gan.study realism --seeds 1")
+    data = json.loads(path.read_text())
+    rows = data["realism"]["rows"]
+    assert len(rows) == len(_rows())  # seed 1 replaced, nothing duplicated
+    assert [r["c2st_auroc"] for r in rows if r.get("gan_seed") == 1 and r["configuration"] == "Initial"] == [0.5]
+    assert data["realism"]["commands"] == ["python -m rare_gan.study realism --seeds 0",
+                                           "python -m rare_gan.study realism --seeds 1"]
+    assert data["utility"]["rows"][0]["auroc"] == 0.96
+
+
+def test_realism_table_gives_mean_and_range_over_seeds():
+    text = study.realism_markdown(_rows())
+    line = next(l for l in text.splitlines() if l.startswith("| PAC | beat | Initial |"))
+    assert "| 3 | 0.890 (0.880–0.900) |" in line
+    assert "| PAC | 0.610 | 0.540 | 0.550 | 100% |" in text
+
+
+def test_readme_blocks_are_rendered_from_the_results(tmp_path):
+    results = tmp_path / "results.json"
+    study.write_results(results, "realism", _rows(), "python -m rare_gan.study realism")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    (figures / "examples_PAC.png").write_bytes(b"png")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:realism -->\nold\n<!-- /results:realism -->\n"
+                      "<!-- figures -->\n<!-- /figures -->\n<!-- results:timing -->\n<!-- /results:timing -->\n"
+                      "<!-- results:claims -->\n<!-- /results:claims -->\nend\n")
+    study.update_readme(readme, results, figures=figures)
+    text = readme.read_text()
+    assert "\nold\n" not in text and text.startswith("intro") and text.endswith("end\n")
+    assert "0.890 (0.880–0.900)" in text and "command: `python -m rare_gan.study realism`" in text
+    assert "![PAC: 4 real vs 4 synthetic ECGs](figures/examples_PAC.png)" in text
+    assert "pretraining on every training-fold record 30 min" in text and "150 s (median of 4 runs" in text
+    assert "Initial 3 / Modified 1 GAN seed(s)): strong C2ST Initial 0.890 vs Modified 0.950 — Initial closer" in text
+    study.update_readme(readme, results, figures=figures)
+    assert readme.read_text() == text  # idempotent
