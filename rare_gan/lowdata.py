@@ -40,10 +40,11 @@ full fine-tuning budget on 5 ECGs would be thousands of passes over them."""
 
 
 def held_out_pretraining(data_dir: str | None, codes: Sequence[str], seed: int, profile: str,
-                         cache_root: str | Path) -> Path:
-    """The default recipe's pretraining on every training-fold record that carries none of ``codes`` (cached)."""
+                         cache_root: str | Path, epochs: int | None = None) -> Path:
+    """The default recipe's pretraining on every training-fold record that carries none of ``codes``
+    (cached); ``epochs`` shortens the profile's pretraining budget."""
     return train.pretrained_run("beat", data_dir, seed=seed, profile=profile, cache_root=cache_root,
-                                exclude_codes=list(codes))
+                                exclude_codes=list(codes), **({"epochs": epochs} if epochs else {}))
 
 
 def _usable(ecgs_mv: np.ndarray, task, positives_mv: np.ndarray) -> np.ndarray:
@@ -91,6 +92,14 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
     return rows
 
 
+def merged_rows(path: str | Path, table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` after the rows of other codes already in the ``rows.csv`` at ``path`` (codes run one at a time)."""
+    if not Path(path).is_file():
+        return table
+    earlier = pd.read_csv(path, dtype={"k_label": str})
+    return pd.concat([earlier[~earlier["code"].isin(set(table["code"]))], table], ignore_index=True)
+
+
 def summary(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     """AUROC (mean over draws, with the draws' range) per code × family × k × variant."""
     t = pd.DataFrame(rows)
@@ -127,16 +136,19 @@ def plot(rows: Sequence[dict] | pd.DataFrame, metric: str = "auroc", path=None):
 
 
 def run(codes: Sequence[str], data_dir: str | None, out_dir: str | Path = "outputs/low_data", ks=KS, draws: int = 3,
-        seed: int = 0, profile: str = "full", n_generate: int = 300, n_boot: int = 1000) -> pd.DataFrame:
-    """The whole study: the held-out pretrainings (cached), every code, ``rows.csv`` and figures in ``out_dir``."""
+        seed: int = 0, profile: str = "full", n_generate: int = 300, n_boot: int = 1000,
+        pretrain_epochs: int | None = None, held_out: Sequence[str] | None = None) -> pd.DataFrame:
+    """The whole study: the held-out pretraining (cached; leaving out ``held_out``, default ``codes``),
+    every code, ``rows.csv`` and figures in ``out_dir`` (rows of earlier codes in ``rows.csv`` are kept)."""
     out_dir = Path(out_dir)
     codes = [c.upper() for c in codes]
-    pretrained = held_out_pretraining(data_dir, codes, seed, profile, out_dir / "pretrained")
+    held_out = [c.upper() for c in (held_out or codes)]
+    pretrained = held_out_pretraining(data_dir, held_out, seed, profile, out_dir / "pretrained", pretrain_epochs)
     rows = []
     for code in codes:
-        rows += study_code(code, data_dir, pretrained, out_dir / "classifiers", out_dir, codes, ks, draws, seed,
+        rows += study_code(code, data_dir, pretrained, out_dir / "classifiers", out_dir, held_out, ks, draws, seed,
                            profile, n_generate=n_generate, n_boot=n_boot)
-    table = pd.DataFrame(rows)
+    table = merged_rows(out_dir / "rows.csv", pd.DataFrame(rows))
     with atomic.atomic_path(out_dir / "rows.csv") as tmp:
         table.to_csv(tmp, index=False)
     plot(table, path=out_dir / "low_data_auroc.png")
@@ -152,11 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--profile", default="full", choices=["test", "quick", "full"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain-epochs", type=int, help="shorter held-out pretraining (default: the profile's)")
+    parser.add_argument("--held-out", help="codes the pretrainings never see (default: --codes); keep it the same "
+                                           "when running the codes one at a time")
     parser.add_argument("--results", help="also put the rows under 'low_data' in this results JSON "
                                           "(e.g. outputs/study/results.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    table = run(args.codes.split(","), args.data, args.out, draws=args.draws, seed=args.seed, profile=args.profile)
+    table = run(args.codes.split(","), args.data, args.out, draws=args.draws, seed=args.seed, profile=args.profile,
+                pretrain_epochs=args.pretrain_epochs, held_out=args.held_out.split(",") if args.held_out else None)
     print(summary(table).to_string(index=False))
     print(f"rows and figures: {args.out}")
     if args.results:

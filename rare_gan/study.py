@@ -59,12 +59,13 @@ def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int
                  research_seeds: Sequence[int] = (0,), profile: str = "full", outputs: str | Path = "outputs/study",
                  n_generate: int = 500, recipes: Sequence[str] = ("beat", "research"),
                  configurations: Sequence[str] = ("Initial", "Modified"),
-                 pretrain_seeds: Sequence[int] | None = None) -> list[dict]:
+                 pretrain_seeds: Sequence[int] | None = None, conditional: bool = True) -> list[dict]:
     """Train/reuse every run of the study and evaluate it; one dict per row (controls first per code).
 
     GAN seed ``s`` of the default recipe fine-tunes the pretraining of seed ``s`` when ``s`` is in
     ``pretrain_seeds`` (default: every seed), else the pretraining of ``pretrain_seeds[0]``: then only
-    the fine-tuning seed varies, and the row's ``pretrain_seed`` says so."""
+    the fine-tuning seed varies, and the row's ``pretrain_seed`` says so. ``conditional`` also evaluates
+    conditional generation straight from each pretraining."""
     outputs = Path(outputs)
     rows = []
     for code in codes:
@@ -96,7 +97,7 @@ def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int
                                  "train_seconds": _train_seconds(run_dir), **row})
                     log.info("%s %s %s seed %d: C2ST %.3f (%.0f s)", code, recipe, experiment.name, seed,
                              row["c2st_auroc"], time.perf_counter() - start)
-                if pretrained is not None:
+                if pretrained is not None and conditional:
                     key = f"{code}-n{n_generate}" + ("" if seed == pretrain_seed else f"-seed{seed}")
                     row = _row_cached(pretrained, key, lambda: realism.evaluate_synthetic(
                         ref, generate.generate(generate.load_run(pretrained), n_generate, seed=seed, code=code), seed))
@@ -257,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="GAN seeds of the default recipe")
     parser.add_argument("--pretrain-seeds", help="pretraining seeds of the default recipe (default: the GAN "
                         "seeds; other GAN seeds fine-tune the first one's pretraining)")
+    parser.add_argument("--no-conditional", action="store_true",
+                        help="skip the conditional-generation rows straight from the pretraining")
     parser.add_argument("--research-seeds", default="0", help="GAN seeds of the research recipe")
     parser.add_argument("--profile", default="full", choices=["test", "quick", "full"])
     parser.add_argument("--outputs", default="outputs/study", help="run folders and the pretraining cache")
@@ -289,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = realism_rows(args.data, codes, ints(args.seeds), ints(args.research_seeds), args.profile, args.outputs,
                             args.n_generate, [r.strip() for r in args.recipes.split(",")],
                             [c.strip() for c in args.configurations.split(",")],
-                            ints(args.pretrain_seeds) if args.pretrain_seeds else None)
+                            ints(args.pretrain_seeds) if args.pretrain_seeds else None, not args.no_conditional)
         print(summarise(rows).to_string(index=False))
     path = write_results(args.results, args.section, rows, command)
     print(f"results: {path}")

@@ -61,3 +61,15 @@ def test_low_data_study_runs_end_to_end_on_demo(demo_dir, tmp_path):
     pretrained = pd.read_json(next((tmp_path / "pretrained").glob("*/config.json")), typ="series")["train"]
     assert pretrained["exclude_codes"] == ["AFIB"]
     assert not lowdata.summary(table).empty
+
+
+def test_low_data_rows_of_codes_run_one_at_a_time_are_merged(tmp_path):
+    path = tmp_path / "rows.csv"
+    pac = pd.DataFrame({"code": ["PAC", "PAC"], "k_label": ["5", "all"], "auroc": [0.6, 0.9]})
+    assert lowdata.merged_rows(path, pac) is pac  # nothing earlier
+    pac.to_csv(path, index=False)
+    pvc = pd.DataFrame({"code": ["PVC"], "k_label": ["5"], "auroc": [0.7]})
+    both = lowdata.merged_rows(path, pvc)
+    assert list(both["code"]) == ["PAC", "PAC", "PVC"] and list(both["k_label"]) == ["5", "all", "5"]
+    again = lowdata.merged_rows(path, pac.assign(auroc=[0.65, 0.95]))  # a rerun replaces that code's rows
+    assert list(again["auroc"]) == [0.65, 0.95]
