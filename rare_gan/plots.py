@@ -295,13 +295,15 @@ def plot_real_and_synthetic_grid(real_ecgs, synth_ecgs, fs: float = SAMPLING_RAT
     heights = [max(sizes[0][i][1], sizes[1][i][1]) for i in range(len(real))]
     header = 12.0 if title else 0.0
     fig = plt.figure(figsize=(width / 25.4, (sum(heights) + header) / 25.4))
-    grid = fig.subfigures(len(real), 2, height_ratios=heights, squeeze=False)
+    body = fig
+    if title:  # a header band of its own, so the title never overlaps the first row's labels
+        head, body = fig.subfigures(2, 1, height_ratios=[header, sum(heights)])
+        head.suptitle(title, fontsize=14, fontweight="bold", y=0.5, va="center")
+    grid = body.subfigures(len(real), 2, height_ratios=heights, squeeze=False)
     for i in range(len(real)):
         for k, label in enumerate(("Real", "SYNTHETIC")):
             size = (max(s[0] for s in sizes[k]), heights[i])
             _draw_clinical(grid[i, k], xs[k][i], fs, limits[k][i], size, f"{label} #{i + 1}", synthetic=(k == 1))
-    if title:
-        fig.suptitle(title, fontsize=14, fontweight="bold")
     return save_figure(fig, path, dpi)
 
 

@@ -299,9 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # ---------------------------------------------------------------------------------------------
 # Figures and the README's results section, rendered from results.json
@@ -538,3 +535,7 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
                       flags=re.S)
     atomic.write_text(readme, text)
     return readme
+
+
+if __name__ == "__main__":
+    sys.exit(main())
