@@ -51,15 +51,15 @@ def matmul_flops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 * _median_rate(lambda: (step().numpy(), 1)[1], repeats, 0.5)
 
 
-def _gan(recipe: str, precision: str, batch_size: int, n_labels: int = 57, distribution=None):
-    """A compiled ECGGAN of ``recipe`` (built under the ``distribution`` strategy, default: none) and one
-    batch of random data for it (labels for a conditional recipe)."""
+def _gan(recipe: str, precision: str, batch_size: int, n_labels: int = 57, distribution=None, **overrides):
+    """A compiled ECGGAN of ``recipe`` (built under the ``distribution`` strategy, default: none; ``overrides``
+    are TrainConfig fields) and one batch of random data for it (labels for a conditional recipe)."""
     import tensorflow as tf
 
     from rare_gan import gan, recipes
 
     spec = recipes.get_recipe(recipe)
-    config = spec.config("BENCH", precision=precision, batch_size=batch_size,
+    config = spec.config("BENCH", precision=precision, batch_size=batch_size, **overrides,
                          label_codes=[f"C{i}" for i in range(n_labels)] if spec.settings.get("conditional") else None)
     with (distribution or tf.distribute.get_strategy()).scope():
         generator, discriminator = gan.build_models(config, n_labels=n_labels if config.conditional else 0)
@@ -99,7 +99,7 @@ def step_flops(recipe: str, batch_size: int = 64) -> float:
 
 
 def training_rate(recipe: str, precision: str, batch_size: int, repeats: int, min_seconds: float,
-                  strategy: str = "default") -> tuple[float, object, object]:
+                  strategy: str = "default", **overrides) -> tuple[float, object, object]:
     """Training samples/s of ``recipe`` (its own loss, penalties and augmentation; random data), one
     ``train_step`` per batch under ``strategy`` (the batch is split across its replicas)."""
     import tensorflow as tf
@@ -107,7 +107,7 @@ def training_rate(recipe: str, precision: str, batch_size: int, repeats: int, mi
     from rare_gan import train
 
     distribution = train.get_strategy(strategy)
-    model, batch = _gan(recipe, precision, batch_size, distribution=distribution)
+    model, batch = _gan(recipe, precision, batch_size, distribution=distribution, **overrides)
     batches = iter(distribution.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat()))
     step = tf.function(lambda data: distribution.run(model.train_step, args=(data,)))
 
@@ -168,6 +168,20 @@ def deepfake_rate(n: int) -> float | str:
     return _median_rate(work, 2, 1.0)
 
 
+STEP_ABLATIONS = {"no R1": {"r1_weight": 0.0}, "no DiffAugment": {"diff_augment": False},
+                  "100 Hz discriminator only": {"discriminator_scales": (1,)}, "batch 128": {"batch_size": 128}}
+"""One change each to the default recipe's training step: what each part costs (``--ablations``)."""
+
+
+def step_ablations(recipe: str = "beat", repeats: int = 3, min_seconds: float = 3.0) -> dict[str, float]:
+    """Training samples/s (fp32) of ``recipe`` as it is and with each change of :data:`STEP_ABLATIONS`."""
+    rates = {"as is": training_rate(recipe, "float32", 64, repeats, min_seconds)[0]}
+    for name, change in STEP_ABLATIONS.items():
+        change = dict(change)
+        rates[name] = training_rate(recipe, "float32", change.pop("batch_size", 64), repeats, min_seconds, **change)[0]
+    return rates
+
+
 def bf16_hardware() -> dict:
     """Whether this machine has bf16 matrix units: AMX / AVX-512-BF16 CPU flags, or a GPU of compute capability ≥ 8."""
     import tensorflow as tf
@@ -186,7 +200,7 @@ def bf16_hardware() -> dict:
 
 
 def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str = "default",
-        batch_size: int = 64) -> dict:
+        batch_size: int = 64, ablations: bool = False) -> dict:
     """Run every measurement; return the results as a dict."""
     import keras
     import tensorflow as tf
@@ -228,6 +242,8 @@ def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str
     result["reference_generators_ecgs_per_s"] = {"neurokit2_multileads": nk_rate, "deepfake_ecg": df_rate}
     result["generation_speedup_vs"] = {"neurokit2_multileads": gen / nk_rate,
                                        "deepfake_ecg": gen / df_rate if isinstance(df_rate, float) else None}
+    if ablations:
+        result["step_ablations_samples_per_s"] = step_ablations(recipes_to_time[0], repeats, window)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -239,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true",
                         help="check and benchmark the CUDA path: GPU found, mirrored training over every GPU "
                              "(batch 256), samples/s, generation rate; exit 3 when no GPU is visible")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also time the default recipe's step without each of its parts (R1, DiffAugment, ...)")
     parser.add_argument("--allow-cpu", action="store_true", help="with --gpu: run the same checks on CPU devices")
     args = parser.parse_args(argv)
     if args.gpu:
@@ -254,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 3
         result = run(args.quick, strategy="mirrored", batch_size=256 if gpus else 64)
     else:
-        result = run(args.quick)
+        result = run(args.quick, ablations=args.ablations)
     from rare_gan import atomic
 
     atomic.write_json(args.out, result)

@@ -465,6 +465,13 @@ def performance_markdown(bench: dict) -> str:
     lines += ["", f"Reference generators timed in the same run: neurokit2 `ecg_simulate(method=\"multileads\")` "
                   f"{ref['neurokit2_multileads']:.2f} ECGs/s; DeepFake-ECG {deepfake}. Peak RSS "
                   f"{bench['peak_rss_mib']:.0f} MiB."]
+    ablations = bench.get("step_ablations_samples_per_s")
+    if ablations:
+        base = ablations["as is"]
+        lines += ["", "What the default recipe's training step spends its time on (`--ablations`: fp32 samples/s with "
+                      "one part removed or changed): " + "; ".join(
+                          f"{name} {rate:.0f}" + ("" if name == "as is" else f" ({100 * (rate / base - 1):+.0f}%)")
+                          for name, rate in ablations.items()) + "."]
     return "\n".join(lines)
 
 

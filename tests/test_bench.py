@@ -50,3 +50,18 @@ def test_gpu_command_without_a_gpu_says_what_to_do(tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 3 and "no CUDA GPU visible" in out.stderr and "--allow-cpu" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "b.json").exists()
+
+
+def test_step_ablations_change_one_thing_each(monkeypatch):
+    calls = []
+
+    def fake_rate(recipe, precision, batch_size, repeats, min_seconds, strategy="default", **overrides):
+        calls.append((batch_size, overrides))
+        return 100.0 + len(calls), None, None
+
+    monkeypatch.setattr(bench, "training_rate", fake_rate)
+    rates = bench.step_ablations("beat", 1, 0.1)
+    assert list(rates) == ["as is", *bench.STEP_ABLATIONS]
+    assert calls == [(64, {}), (64, {"r1_weight": 0.0}), (64, {"diff_augment": False}),
+                     (64, {"discriminator_scales": (1,)}), (128, {})]
+    assert bench.STEP_ABLATIONS["batch 128"] == {"batch_size": 128}  # not consumed by the call
