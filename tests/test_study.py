@@ -62,5 +62,6 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     assert "![PAC: 4 real vs 4 synthetic ECGs](figures/examples_PAC.png)" in text
     assert "pretraining on every training-fold record 30 min" in text and "150 s (median of 4 runs" in text
     assert "Initial 3 / Modified 1 GAN seed(s)): strong C2ST Initial 0.890 vs Modified 0.950 — Initial closer" in text
+    assert "Modified is not smoother than Initial (by more than 10%)" in text  # equal power above 15 Hz
     study.update_readme(readme, results, figures=figures)
     assert readme.read_text() == text  # idempotent
