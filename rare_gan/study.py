@@ -474,9 +474,9 @@ def performance_markdown(bench: dict) -> str:
     if ablations:
         base = ablations["as is"]
         lines += ["", "What the default recipe's training step spends its time on (`--ablations`: fp32 samples/s with "
-                      "one part removed or changed): " + "; ".join(
-                          f"{name} {rate:.0f}" + ("" if name == "as is" else f" ({100 * (rate / base - 1):+.0f}%)")
-                          for name, rate in ablations.items()) + "."]
+                      f"one part removed or changed): as is {base:.0f}; " + "; ".join(
+                          f"{name} {rate:.0f} ({100 * (rate / base - 1):+.0f}%)"
+                          for name, rate in ablations.items() if name != "as is") + "."]
     return "\n".join(lines)
 
 
@@ -523,7 +523,9 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
 
     readme, data = Path(readme), json.loads(Path(results).read_text())
     if bench is not None and Path(bench).is_file():
-        data["performance"] = {"command": "python -m rare_gan.bench", "rows": json.loads(Path(bench).read_text())}
+        rows = json.loads(Path(bench).read_text())
+        flags = (" --quick" if rows.get("quick") else "") + (" --ablations" if "step_ablations_samples_per_s" in rows else "")
+        data["performance"] = {"command": f"python -m rare_gan.bench{flags}", "rows": rows}
     text = readme.read_text()
     data.setdefault("claims", {"command": "python -m rare_gan.study readme (from the realism and utility rows)",
                                "rows": []})
