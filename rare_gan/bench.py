@@ -119,15 +119,6 @@ def training_rate(recipe: str, precision: str, batch_size: int, repeats: int, mi
     return _median_rate(work, repeats, min_seconds), model.generator, model.discriminator
 
 
-def generation_rate(generator, n: int = 4096) -> float:
-    """Generated ECGs/s in inference mode (batched, :func:`rare_gan.generate.generate_scaled`)."""
-    from rare_gan import generate
-
-    latent = generate.latent_vectors(n, generator.inputs[0].shape[-1], 0)
-    labels = np.zeros((n, generator.inputs[1].shape[-1]), np.float32) if len(generator.inputs) > 1 else None
-    return _median_rate(lambda: len(generate.generate_scaled(generator, latent, labels=labels)), 3, 1.0)
-
-
 def neurokit_rate(n: int) -> float:
     """ECGs/s of ``neurokit2.ecg_simulate(method="multileads")`` for 10 s, 12 leads at 100 Hz."""
     import neurokit2 as nk
@@ -205,7 +196,7 @@ def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str
     import keras
     import tensorflow as tf
 
-    from rare_gan import models
+    from rare_gan import generate, models
 
     repeats, window = (2, 2.0) if quick else (5, 4.0)
     result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
@@ -235,7 +226,7 @@ def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str
                                                  "mixed_bfloat16": rates["mixed_bfloat16"] * per_sample
                                                  / (peak["bfloat16"] * 1e9)},
             "bf16_speedup": rates["mixed_bfloat16"] / rates["float32"],
-            "generation_ecgs_per_s": generation_rate(generators[recipe])}
+            "generation_ecgs_per_s": generate.generation_rate(generators[recipe], 1024 if quick else 4096)}
     gen = result["recipes"][recipes_to_time[0]]["generation_ecgs_per_s"]
     nk_rate = neurokit_rate(2 if quick else 5)
     df_rate = deepfake_rate(16 if quick else 64)

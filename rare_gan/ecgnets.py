@@ -42,6 +42,8 @@ from rare_gan.models import LeadConsistent12, ResidualInception1D, _PACKAGE, gen
 N_INDEPENDENT = len(INDEPENDENT_LEADS)
 HR_RANGE_BPM = (35.0, 190.0)
 """Heart rates the rhythm head can produce (mean over the ECG)."""
+RHYTHMS = ("free", "ectopic")
+"""How the beat generator's rhythm head draws RR intervals (see :func:`build_beat_generator`)."""
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -118,6 +120,38 @@ class BeatRenderer(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "length": self.length, "r_offset": self.r_offset,
                 "max_rr_log_dev": self.max_rr_log_dev, "fs": self.fs}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class EctopicTiming(layers.Layer):
+    """RR deviation logits with the timing of ectopic beats built in: ``(deviations, choice, jitter) -> deviations'``.
+
+    Each of the ``n_templates`` beat shapes m has a learnt prematurity a_m ≥ 0 and pause b_m ≥ 0
+    (softplus, starting near 0): a beat k drawn as template m shortens the interval *before* it
+    by a_m and lengthens the one *after* it by b_m (compensatory pause), so RR intervals around a
+    premature beat alternate short–long as in real PAC/PVC records (negative lag-1 autocorrelation)
+    instead of having to be learnt beat by beat. ``jitter`` (batch, n_beats) adds beat-to-beat
+    irregularity that is independent between beats (atrial fibrillation), which a smooth MLP
+    readout of the latent code rarely makes. Indexing as in :class:`BeatRenderer`: deviation k is
+    the interval from beat k to beat k + 1.
+    """
+
+    def build(self, deviations_shape, choice_shape, jitter_shape):
+        n_templates = choice_shape[-1]
+        start = keras.initializers.Constant(-4.0)
+        self.prematurity = self.add_weight(shape=(n_templates,), initializer=start, name="prematurity")
+        self.pause = self.add_weight(shape=(n_templates,), initializer=start, name="pause")
+
+    def call(self, deviations, choice, jitter):
+        choice = keras.ops.cast(choice, "float32")
+        early = keras.ops.matmul(choice, keras.ops.softplus(self.prematurity))  # (batch, beats)
+        later = keras.ops.matmul(choice, keras.ops.softplus(self.pause))
+        early_next = keras.ops.pad(early[:, 1:], [[0, 0], [0, 1]])
+        out = keras.ops.cast(deviations, "float32") - early_next + later + keras.ops.cast(jitter, "float32")
+        return keras.ops.cast(out, self.compute_dtype)
+
+    def compute_output_shape(self, deviations_shape, choice_shape, jitter_shape):
+        return deviations_shape
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -237,6 +271,7 @@ def build_beat_generator(
     noise_sources: int = 3,
     noise_l2: float = 50.0,
     head_init_sd: float = 0.01,
+    rhythm: str = "free",
 ) -> keras.Model:
     """Beat-and-rhythm generator ``[z, labels] -> ECG (batch, 1000, 12)`` in scaled units (see module doc).
 
@@ -255,7 +290,13 @@ def build_beat_generator(
     adds too much. The heads that make beats differ from
     each other (RR deviations, amplitudes, template choice) start near zero (``head_init_sd``), so
     an untrained generator draws a regular rhythm of identical beats and learns the deviations.
+
+    ``rhythm``: "free" (per-beat RR deviations read out of the latent code) or "ectopic"
+    (:class:`EctopicTiming`: the beat's template sets the prematurity and pause around it, plus
+    independent per-beat jitter at a learnt level).
     """
+    if rhythm not in RHYTHMS:
+        raise ValueError(f"rhythm must be one of {RHYTHMS}, got {rhythm!r}")
     if beat_length % 2 ** len(template_channels):
         raise ValueError(f"beat_length {beat_length} must be divisible by 2**{len(template_channels)}")
     if N_SAMPLES % residual_rate:
@@ -269,7 +310,6 @@ def build_beat_generator(
 
     rate_phase = layers.Dense(2, name="rate_phase")(h)
     deviations = layers.Dense(n_beats, kernel_initializer=small, name="rr_deviation")(h)
-    rhythm = layers.Concatenate(name="rhythm")([rate_phase, deviations])
     amplitude = layers.Dense(n_beats, kernel_initializer=small, name="beat_amplitude")(h)
     choice = layers.Reshape((n_beats, n_templates), name="choice_logits")(
         layers.Dense(n_beats * n_templates, kernel_initializer=small, name="beat_choice")(h))
@@ -278,6 +318,14 @@ def build_beat_generator(
     amplitude = layers.Rescaling(0.1, offset=1.0, name="amplitude")(layers.Activation("tanh", name="amplitude_tanh")(amplitude))
     amplitude = layers.Reshape((n_beats, 1), name="amplitude_col")(amplitude)
     weights = layers.Multiply(name="beat_weights")([choice, amplitude])
+    if rhythm == "ectopic":
+        jitter_level = layers.Activation("softplus", name="rr_jitter_softplus")(
+            layers.Dense(1, kernel_initializer=small, bias_initializer=keras.initializers.Constant(-4.0),
+                         name="rr_jitter_level")(h))
+        jitter = layers.Multiply(name="rr_jitter")([layers.Reshape((n_beats,), name="rr_jitter_flat")(
+            ProjectedNoise(n_beats, 1, seed=4321, name="rr_jitter_source")(z)), jitter_level])
+        deviations = EctopicTiming(name="ectopic_timing")(deviations, choice, jitter)
+    rhythm = layers.Concatenate(name="rhythm")([rate_phase, deviations])
 
     start = beat_length // 2 ** len(template_channels)
     t = layers.Dense(start * template_channels[0], name="template_project")(h)

@@ -122,10 +122,10 @@ def plot(rows: Sequence[dict] | pd.DataFrame, metric: str = "auroc", path=None):
             sub = t[(t["code"] == code) & (t["family"] == family)]
             for offset, variant in enumerate(VARIANTS):
                 v = sub[sub["variant"] == variant].groupby("k_label", sort=False)[
-                    [metric, f"{metric}_ci_low", f"{metric}_ci_high"]].mean().reindex(labels)
+                    [metric, f"{metric}_ci_low", f"{metric}_ci_high"]].mean().reindex(labels).to_numpy(float)
                 x = np.arange(len(labels)) + 0.06 * (offset - 1.5)
-                ax.errorbar(x, v[metric], yerr=[v[metric] - v[f"{metric}_ci_low"], v[f"{metric}_ci_high"] - v[metric]],
-                            marker="o", capsize=2, label=variant)
+                ax.errorbar(x, v[:, 0], yerr=[v[:, 0] - v[:, 1], v[:, 2] - v[:, 0]], marker="o", capsize=2,
+                            label=variant)
             ax.set_xticks(range(len(labels)), [f"k={k}" for k in labels])
             ax.set_title(f"{code}, {family}", fontsize=10)
             ax.set_ylabel(f"test {metric.upper()} (folds 9–10)")

@@ -38,14 +38,15 @@ TOP_FEATURES = 5
 @dataclass(frozen=True)
 class Effort:
     """How hard the two-sample tests try: cross-validation repeats, label permutations for the null,
-    CNN epochs. The default is the study's; the ``test`` profile only checks the mechanics."""
+    CNN epochs and folds. The default is the study's; the ``test`` profile only checks the mechanics."""
 
     repeats: int = 5
     n_null: int = 10
     cnn_epochs: int = 15
+    cnn_folds: int = 5
 
 
-EFFORT = {"test": Effort(1, 2, 1), "quick": Effort(3, 5, 8), "full": Effort()}
+EFFORT = {"test": Effort(1, 2, 1, 2), "quick": Effort(3, 5, 8), "full": Effort()}
 
 
 def feature_classifier(seed: int = 0, n_train: int = 1000) -> HistGradientBoostingClassifier:
@@ -309,7 +310,7 @@ def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, 
            "c2st_n_per_class": strong.n_per_class, "c2st_top_features": strong.top_features}
     if cnn:
         row["c2st_cnn_auroc"] = cnn_c2st(ref.train_mv / ref.scale_mv, synthetic_mv / ref.scale_mv, seed,
-                                         epochs=ref.effort.cnn_epochs)
+                                         epochs=ref.effort.cnn_epochs, folds=ref.effort.cnn_folds)
     t = tstr(ref.negatives_features, synth_features, ref.train_features, ref.test_features, ref.test_y, seed)
     row |= {"tstr_auroc": t["tstr_auroc"], "real_auroc_same_classifier": t["real_auroc"]}
     phys = physiology.ecg_features(synthetic_mv[:300])

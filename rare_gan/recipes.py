@@ -19,6 +19,11 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     configurations, at fixed learning rates 2e-4 / 2e-4); then fine-tuned on the code's records
     with the two lowest discriminator stages frozen (FreezeD). *Initial* / *Modified* learning
     rates apply to the fine-tuning only.
+``beat_ectopic`` (a candidate, not the default)
+    ``beat`` with the rhythm head of :class:`rare_gan.ecgnets.EctopicTiming`: each beat template
+    carries a learnt prematurity and compensatory pause, and RR intervals get independent
+    per-beat jitter. Aimed at the feature that gives ``beat``'s PAC, PVC and AFIB ECGs away most
+    (the lag-1 autocorrelation of RR intervals: negative in real records, ≥ 0 in synthetic ones).
 
 The number of steps of each stage depends on the profile (``test``, ``quick``, ``full``):
 :meth:`Recipe.config` builds the config of one stage of one run.
@@ -92,6 +97,9 @@ class TrainConfig:
     beats fall over the 10 s, so it can judge the rhythm)."""
     discriminator_scales: tuple[int, ...] = (1, 4)
     """Beat architecture: average-pooling factors of the multi-scale discriminator's inputs."""
+    beat_rhythm: str = "free"
+    """Beat architecture: how the rhythm head draws RR intervals, 'free' or 'ectopic' (template-driven
+    prematurity and compensatory pause plus independent per-beat jitter; :class:`rare_gan.ecgnets.EctopicTiming`)."""
     r1_weight: float = 0.0
     """γ of the R1 penalty γ/2·E‖∇ₓD(x_real)‖² added to the NS-GAN discriminator loss (0 = off;
     ignored by WGAN-GP, which has its own penalty)."""
@@ -159,6 +167,8 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.beat_rhythm not in ("free", "ectopic"):
+            raise ValueError(f"beat_rhythm must be 'free' or 'ectopic', got {self.beat_rhythm!r}")
         if self.generator_upsample not in ("transpose", "nearest"):
             raise ValueError(f"generator_upsample must be 'transpose' or 'nearest', got {self.generator_upsample!r}")
         for name in ("generator_kernel_size", "r1_every", "min_label_records"):
@@ -267,6 +277,9 @@ RECIPES: dict[str, Recipe] = {
                  "full": _budget((60, 100), (10, 50))},
     ),
 }
+RECIPES["beat_ectopic"] = dataclasses.replace(
+    RECIPES["beat"], name="beat_ectopic", settings={**RECIPES["beat"].settings, "beat_rhythm": "ectopic"},
+    summary="the default recipe with template-driven ectopic timing and per-beat RR jitter (a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

@@ -40,6 +40,22 @@ def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
     return sorted(prepared)
 
 
+def _parallel(argv: Sequence[str]) -> list[str]:
+    """pytest-xdist arguments: ``RARE_GAN_TEST_WORKERS`` workers (default: one per core, at most 2;
+    0 or 1 runs serially), each test file and all the notebooks as one unit (see ``tests/conftest.py``).
+
+    Most of the suite's time is single-threaded graph tracing, which two workers overlap; the
+    explicit ``-n``/``-p no:xdist`` of a caller wins."""
+    if any(a == "-n" or a.startswith(("-n=", "--numprocesses")) or a == "no:xdist" for a in argv):
+        return []
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return []
+    workers = int(os.environ.get("RARE_GAN_TEST_WORKERS", min(2, os.cpu_count() or 1)))
+    return ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run unit tests and nbval; return pytest's exit code (5 → 1)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -47,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     explicit_paths = any(Path(a.split("::")[0]).exists() for a in argv if not a.startswith("-"))
     targets = [] if explicit_paths else ["tests", *map(str, prepare_nbval_notebooks())]
     command = [sys.executable, "-m", "pytest", *targets, "--nbval-lax", "-p", "no:cacheprovider",
-               "--durations=15", *argv]
+               "--durations=15", *_parallel(argv), *argv]
     print("+", " ".join(command), flush=True)
     code = subprocess.call(command, cwd=REPO_ROOT)
     if code == 5:

@@ -41,8 +41,8 @@ from rare_gan import atomic
 from rare_gan.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from rare_gan.data import DataError, PTBXL, SignalScaler, load_metadata, load_signals
 from rare_gan.gan import build_models, freeze_discriminator, make_gan
-from rare_gan.recipes import (ALL_RECORDS, DEFAULT_RECIPE, EXPERIMENTS, INITIAL, MODIFIED, STRATEGIES, TrainConfig,
-                              get_recipe)
+from rare_gan.recipes import (ALL_RECORDS, DEFAULT_RECIPE, EXPERIMENTS, INITIAL, MODIFIED, RECIPES, STRATEGIES,
+                              TrainConfig, get_recipe)
 
 log = logging.getLogger(__name__)
 
@@ -478,18 +478,25 @@ def run_folder(config: TrainConfig, outputs: str | os.PathLike = "outputs") -> P
     """Where a run of ``config`` goes, derived from its parameters; never a folder holding another run.
 
     Initial / Modified learning rates: the research's folders (``Rare_GAN/arrhythmia_gan_outputs``,
-    ``Rare_GAN_Improved/arrhythmia_gan_outputs_tuned``; under ``research/`` for the research
-    recipe). Other learning rates: ``runs/<recipe>-<codes>-g<lr>-d<lr>``. When that folder already
-    holds a run with a different config, the run gets ``<folder>-<config digest>`` instead.
+    ``Rare_GAN_Improved/arrhythmia_gan_outputs_tuned``; under ``<recipe>/`` for a named recipe other
+    than the default, e.g. ``research/``). Other learning rates: ``runs/<recipe>-<codes>-g<lr>-d<lr>``. When that folder already
+    holds a run with a different config, the run gets ``<folder>-<config digest>`` instead
+    (:func:`unclaimed_folder`).
     """
     outputs = Path(outputs)
     experiment = experiment_of(config)
     target = "+".join(config.target)
     if experiment is not None:
-        prefix = outputs / "research" if config.recipe == "research" else outputs
+        prefix = outputs / config.recipe if config.recipe in RECIPES and config.recipe != DEFAULT_RECIPE else outputs
         folder = prefix / experiment.folder / experiment.trainer_folder
     else:
         folder = outputs / "runs" / f"{config.recipe}-{target}-g{config.lr_generator:g}-d{config.lr_discriminator:g}"
+    return unclaimed_folder(folder, config)
+
+
+def unclaimed_folder(folder: str | os.PathLike, config: TrainConfig) -> Path:
+    """``folder``, or ``<folder>-<config digest>`` when ``folder`` holds a run with a different config."""
+    folder = Path(folder)
     saved = folder / "config.json"
     if saved.is_file():
         other = TrainConfig.from_dict(json.loads(saved.read_text())["train"])
@@ -504,7 +511,9 @@ def train_recipe(recipe: str, target, out_dir: str | os.PathLike | None = None, 
     """Train ``recipe`` for ``target``: pretrain (cached; seed ``pretrain_seed``, default the run's seed)
     if the recipe has that stage and no ``init_from`` is given, then train / fine-tune. ``overrides`` are TrainConfig fields
     (``lr_generator``, ``seed``, ``data_dir``, ``init_from``, ...);
-    ``out_dir`` defaults to :func:`run_folder`. Returns (run folder, history); the folder is printed.
+    ``out_dir`` defaults to :func:`run_folder`; an ``out_dir`` holding a run with another config is
+    left alone and the run goes to ``<out_dir>-<config digest>``. Returns (run folder, history); the
+    folder is printed.
     """
     spec = get_recipe(recipe)
     if spec.pretrained and not overrides.get("init_from"):
@@ -515,7 +524,7 @@ def train_recipe(recipe: str, target, out_dir: str | os.PathLike | None = None, 
     config = spec.config(target, profile=profile, **overrides)
     if config.conditional and config.label_codes is None and config.init_from:
         config = dataclasses.replace(config, label_codes=_saved(config.init_from)["train"]["label_codes"])
-    folder = Path(out_dir) if out_dir is not None else run_folder(config, outputs)
+    folder = unclaimed_folder(out_dir, config) if out_dir is not None else run_folder(config, outputs)
     print(f"training {spec.name} for {'+'.join(config.target)} (G lr {config.lr_generator:g}, D lr "
           f"{config.lr_discriminator:g}, seed {config.seed}) -> {folder}", file=sys.stderr, flush=True)
     history = train(config, folder, resume=resume)
@@ -533,10 +542,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rare_gan.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="SCP code(s), comma-separated (e.g. PAC or BIGU,TRIGU)")
     parser.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"named recipe (default {DEFAULT_RECIPE}; "
-                        "see rare_gan.recipes): research or beat")
+                        f"see rare_gan.recipes): {', '.join(RECIPES)}")
     parser.add_argument("--profile", default="full", choices=["test", "quick", "full"],
                         help="training budget of the recipe (default full)")
-    parser.add_argument("--out", help="run folder (default: derived from the parameters, see run_folder)")
+    parser.add_argument("--out", help="run folder (default: derived from the parameters, see run_folder; one "
+                                      "holding another config's run is left alone: the run goes to <out>-<digest>)")
     parser.add_argument("--outputs", default="outputs", help="outputs folder for derived run folders and the "
                                                              "pretraining cache (default outputs/)")
     parser.add_argument("--data", dest="data_dir", help="PTB-XL folder (default: $PTBXL_DIR, data/ptbxl, else DEMO)")
@@ -572,9 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        last = latest_checkpoint(Path(out)) if out else None
-        print(f"interrupted; the last checkpoint is {last or 'in the run folder printed above'}. Run the same "
-              "command again to resume.", file=sys.stderr)
+        print("interrupted; the last checkpoint is in the run folder printed above. Run the same command again "
+              "to resume.", file=sys.stderr)
         return 130
     print(history.tail(3).to_string(index=False))
     print(f"run folder: {folder}")

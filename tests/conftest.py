@@ -80,3 +80,27 @@ def mini_dataset(demo_dir, tmp_path) -> Path:
     """Twelve DEMO records in a private folder that a test may break."""
     ids = pd.read_csv(demo_dir / "ptbxl_database.csv")["ecg_id"].head(12).tolist()
     return copy_dataset(demo_dir, tmp_path / "mini", ids)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist the notebooks, the longest work unit (:func:`pytest_xdist_make_scheduler`),
+    are scheduled first so that they never finish last."""
+    if hasattr(config, "workerinput"):  # an xdist worker: its collection order is the one scheduled
+        items.sort(key=lambda item: item.path.suffix != ".ipynb")  # stable: each file keeps its order
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with every notebook in one work unit: each test file runs on one worker
+    (its module fixtures, e.g. a pretraining, are built once) and the notebooks run on one worker
+    in collection order (03 trains the runs that 04 and 05 read). xdist's own ``loadgroup`` cannot
+    do this with pytest 9 (it marks groups through a node attribute pytest no longer reads)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class NotebooksTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks" if path.endswith(".ipynb") else path
+
+    return NotebooksTogether(config, log)

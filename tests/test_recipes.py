@@ -100,6 +100,25 @@ def test_beat_generator_is_lead_consistent_conditional_and_saves(tmp_path):
     assert len(generator.losses) == 2 and float(generator.losses[0]) > 0  # residual- and noise-energy penalties
 
 
+def test_ectopic_timing_shortens_the_interval_before_an_ectopic_beat_and_lengthens_the_one_after(tmp_path):
+    layer = ecgnets.EctopicTiming()
+    choice = np.zeros((1, 6, 2), "float32")
+    choice[0, :, 0] = 1.0
+    choice[0, 3] = [0.0, 1.0]  # beat 3 drawn with template 1
+    layer.build((1, 6), (1, 6, 2), (1, 6))
+    layer.prematurity.assign([-30.0, np.log(np.expm1(0.4))])  # softplus: 0 for template 0, 0.4 for template 1
+    layer.pause.assign([-30.0, np.log(np.expm1(0.25))])
+    jitter = np.linspace(-0.1, 0.1, 6).astype("float32")[None]
+    out = np.asarray(layer(np.zeros((1, 6), "float32"), choice, jitter)) - jitter
+    np.testing.assert_allclose(out[0], [0, 0, -0.4, 0.25, 0, 0], atol=1e-6)  # RR 2→3 short, RR 3→4 long
+    generator = ecgnets.build_beat_generator(n_labels=2, rhythm="ectopic")
+    inputs = [np.random.default_rng(0).standard_normal((2, 128)).astype("float32"), np.eye(2, dtype="float32")]
+    generator.save(tmp_path / "g.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "g.keras")(inputs), generator(inputs), atol=1e-5)
+    with pytest.raises(ValueError, match="rhythm must be one of"):
+        ecgnets.build_beat_generator(rhythm="regular")
+
+
 def test_networks_build_the_same_config_twice():
     """The pretraining cache is keyed by the networks' configuration: it must not depend on Keras's
     automatic layer names, which change with every model built in a process."""
@@ -217,3 +236,17 @@ def test_run_folder_is_derived_from_the_parameters_and_never_shared(tmp_path):
     moved = train.run_folder(initial, tmp_path)
     assert moved.parent == occupied.parent and moved.name.startswith("arrhythmia_gan_outputs-")
     assert train.run_folder(initial, tmp_path) == moved  # the same parameters find the same folder again
+
+
+def test_an_explicit_folder_holding_another_run_is_left_alone(tmp_path, capsys):
+    """A rerun with other settings (e.g. notebook 06 after a new pretraining) never touches the old
+    run: it goes to ``<folder>-<config digest>``, which is printed."""
+    folder = tmp_path / "k5-draw0"
+    folder.mkdir()
+    other = recipes.get_recipe("research").config("AFIB", profile=PROFILE, lr_generator=1e-3, data_dir="demo")
+    (folder / "config.json").write_text(json.dumps({"train": other.to_dict()}))
+    before = (folder / "config.json").read_bytes()
+    run_dir, _ = train.train_recipe("research", "AFIB", folder, profile=PROFILE, data_dir="demo")
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("k5-draw0-") and str(run_dir) in capsys.readouterr().err
+    assert (run_dir / "generator.keras").is_file()
+    assert os.listdir(folder) == ["config.json"] and (folder / "config.json").read_bytes() == before
