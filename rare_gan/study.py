@@ -339,8 +339,9 @@ def _fmt(mean: float, lo: float | None = None, hi: float | None = None, digits: 
 def realism_markdown(rows: Sequence[dict]) -> str:
     """The README's realism table: per code × recipe × configuration, mean (range) over GAN seeds."""
     table = pd.DataFrame(rows)
-    controls = table[table["recipe"] == "real"].set_index("code")
     runs = table[table["recipe"] != "real"]
+    controls = table[table["recipe"] == "real"].set_index("code")
+    controls = controls.loc[list(dict.fromkeys([c for c in runs["code"] if c in controls.index] + list(controls.index)))]
     header = ("| code | recipe | configuration | GAN seeds | strong C2ST | CNN C2ST | TSTR AUROC | real AUROC, same "
               "classifier | W1 HR (bpm) | W1 RR-SD (ms) | ΔQRS / ΔPR (ms) | near-copies | NN distance ratio | "
               "pretrain + fine-tune (s) |")
