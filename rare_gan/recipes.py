@@ -24,6 +24,8 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     carries a learnt prematurity and compensatory pause, and RR intervals get independent
     per-beat jitter. Aimed at the feature that gives ``beat``'s PAC, PVC and AFIB ECGs away most
     (the lag-1 autocorrelation of RR intervals: negative in real records, ≥ 0 in synthetic ones).
+    Measured: adversarial training leaves its new parameters at their starting values (README
+    *Limitations*), so it is no better than ``beat`` yet.
 
 The number of steps of each stage depends on the profile (``test``, ``quick``, ``full``):
 :meth:`Recipe.config` builds the config of one stage of one run.
