@@ -38,12 +38,11 @@ from keras import layers
 
 from rare_gan.leads import INDEPENDENT_LEADS, N_LEADS, N_SAMPLES, SAMPLING_RATE_HZ
 from rare_gan.models import LeadConsistent12, ResidualInception1D, _PACKAGE, generator_inputs
+from rare_gan.recipes import RHYTHMS
 
 N_INDEPENDENT = len(INDEPENDENT_LEADS)
 HR_RANGE_BPM = (35.0, 190.0)
 """Heart rates the rhythm head can produce (mean over the ECG)."""
-RHYTHMS = ("free", "ectopic")
-"""How the beat generator's rhythm head draws RR intervals (see :func:`build_beat_generator`)."""
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

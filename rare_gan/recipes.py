@@ -45,6 +45,8 @@ LOSSES = ("nonsaturating", "wgan-gp")
 PRECISIONS = ("float32", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ARCHITECTURES = ("research", "beat")
+RHYTHMS = ("free", "ectopic")
+"""How the beat generator's rhythm head draws RR intervals (see :func:`rare_gan.ecgnets.build_beat_generator`)."""
 ALL_RECORDS = "ALL"
 """``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
 
@@ -169,8 +171,8 @@ class TrainConfig:
             raise ValueError("learning rates must be > 0")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if self.beat_rhythm not in ("free", "ectopic"):
-            raise ValueError(f"beat_rhythm must be 'free' or 'ectopic', got {self.beat_rhythm!r}")
+        if self.beat_rhythm not in RHYTHMS:
+            raise ValueError(f"beat_rhythm must be one of {RHYTHMS}, got {self.beat_rhythm!r}")
         if self.generator_upsample not in ("transpose", "nearest"):
             raise ValueError(f"generator_upsample must be 'transpose' or 'nearest', got {self.generator_upsample!r}")
         for name in ("generator_kernel_size", "r1_every", "min_label_records"):
