@@ -154,6 +154,36 @@ class EctopicTiming(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class TemplateScale(layers.Layer):
+    """Beat templates at a set sharpness: ``(templates, level, relative) -> templates'``, so no beat is invisible.
+
+    Each template ``(batch, n_templates, beat_length, leads)`` is divided by the RMS of its first
+    difference (over samples and leads) and multiplied by the ECG's ``level`` ``(batch, 1)`` times
+    its own factor exp(``max_log_ratio`` · tanh(``relative``)) ``(batch, n_templates)``: templates
+    differ in size by at most that ratio. Without it a free generator was measured to draw about
+    twice the visible number of beats, every other one from a near-silent template, so its rhythm
+    head's RR intervals were not the ECG's (README *Limitations*).
+    """
+
+    def __init__(self, max_log_ratio: float = 0.7, **kwargs):
+        super().__init__(**kwargs)
+        self.max_log_ratio = float(max_log_ratio)
+
+    def call(self, templates, level, relative):
+        t = keras.ops.cast(templates, "float32")
+        slope = keras.ops.sqrt(keras.ops.mean(keras.ops.square(t[:, :, 1:] - t[:, :, :-1]), axis=(2, 3)) + 1e-8)
+        factor = keras.ops.cast(level, "float32") * keras.ops.exp(
+            self.max_log_ratio * keras.ops.tanh(keras.ops.cast(relative, "float32")))
+        return keras.ops.cast(t * (factor / slope)[:, :, None, None], self.compute_dtype)
+
+    def compute_output_shape(self, templates_shape, level_shape, relative_shape):
+        return templates_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_log_ratio": self.max_log_ratio}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class Gain(layers.Layer):
     """Multiply by one learnt scalar (initialised to ``initial``): lets a branch start near silent."""
 
@@ -271,6 +301,8 @@ def build_beat_generator(
     noise_l2: float = 50.0,
     head_init_sd: float = 0.01,
     rhythm: str = "free",
+    visible_beats: bool = False,
+    template_slope: float = 0.03,
 ) -> keras.Model:
     """Beat-and-rhythm generator ``[z, labels] -> ECG (batch, 1000, 12)`` in scaled units (see module doc).
 
@@ -293,6 +325,11 @@ def build_beat_generator(
     ``rhythm``: "free" (per-beat RR deviations read out of the latent code) or "ectopic"
     (:class:`EctopicTiming`: the beat's template sets the prematurity and pause around it, plus
     independent per-beat jitter at a learnt level).
+
+    ``visible_beats``: every template is drawn at a learnt per-ECG sharpness (RMS of the first
+    difference, starting near ``template_slope`` scaled units per sample) and the templates of one
+    ECG differ by at most 2× (:class:`TemplateScale`), so every beat the rhythm head places is one a
+    detector sees.
     """
     if rhythm not in RHYTHMS:
         raise ValueError(f"rhythm must be one of {RHYTHMS}, got {rhythm!r}")
@@ -334,6 +371,12 @@ def build_beat_generator(
     t = layers.Conv1D(N_INDEPENDENT * n_templates, 5, padding="same", name="template_out")(t)
     templates = layers.Permute((2, 1, 3), name="templates")(
         layers.Reshape((beat_length, n_templates, N_INDEPENDENT), name="template_split")(t))
+    if visible_beats:
+        start_level = keras.initializers.Constant(float(np.log(np.expm1(template_slope))))
+        level = layers.Activation("softplus", name="template_level_softplus")(
+            layers.Dense(1, kernel_initializer=small, bias_initializer=start_level, name="template_level")(h))
+        relative = layers.Dense(n_templates, kernel_initializer=small, name="template_relative")(h)
+        templates = TemplateScale(name="template_scale")(templates, level, relative)
 
     beats = BeatRenderer(length=N_SAMPLES, r_offset=r_offset, name="render")(rhythm, weights, templates)
 
@@ -416,4 +459,4 @@ def build_multiscale_discriminator(
     return keras.Model(inputs, [out, *features] if return_features else out, name="discriminator")
 
 
-__all__ = ["BeatRenderer", "Gain", "EnergyPenalty", "SmoothUpsample", "ProjectedNoise", "build_beat_generator", "build_multiscale_discriminator", "HR_RANGE_BPM"]
+__all__ = ["BeatRenderer", "TemplateScale", "Gain", "EnergyPenalty", "SmoothUpsample", "ProjectedNoise", "build_beat_generator", "build_multiscale_discriminator", "HR_RANGE_BPM"]

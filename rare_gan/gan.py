@@ -61,8 +61,14 @@ def diff_augment(x, seed, gain: float = 0.2, shift: int = 30, noise: float = 0.0
 # ----------------------------------------------------------------------------------------------
 # The GAN as a keras.Model with its own train_step
 # ----------------------------------------------------------------------------------------------
-def make_gan(generator, discriminator, config: TrainConfig):
-    """Wrap G and D in an :class:`ECGGAN` and compile it with the config's two Adam optimisers."""
+def make_gan(generator, discriminator, config: TrainConfig, matching: dict | None = None):
+    """Wrap G and D in an :class:`ECGGAN` and compile it with the config's two Adam optimisers.
+
+    ``matching``: the standardisation of the matched statistics (:func:`rare_gan.matching.standardisation`),
+    needed when ``config.stats_weight`` > 0.
+    """
+    if config.stats_weight and not matching:
+        raise ValueError("stats_weight > 0 needs the standardisation of the matched statistics (matching=...)")
     augment = None
     if config.diff_augment:
         augment = {"gain": float(config.augment_gain), "shift": int(round(config.augment_shift_s * 100)),
@@ -70,7 +76,8 @@ def make_gan(generator, discriminator, config: TrainConfig):
     gan = ECGGAN(generator, discriminator, latent_dim=config.latent_dim, loss=config.loss,
                  gp_weight=config.gp_weight, critic_steps=config.critic_steps, seed=config.seed,
                  r1_weight=config.r1_weight, r1_every=config.r1_every, augment=augment,
-                 conditional=config.conditional)
+                 conditional=config.conditional,
+                 matching={**matching, "weight": float(config.stats_weight)} if config.stats_weight else None)
     gan.compile(
         g_optimizer=keras.optimizers.Adam(config.lr_generator, beta_1=config.beta_1, beta_2=config.beta_2),
         d_optimizer=keras.optimizers.Adam(config.lr_discriminator, beta_1=config.beta_1, beta_2=config.beta_2),
@@ -90,11 +97,14 @@ class ECGGAN(keras.Model):
     uninterrupted run would have drawn. With ``conditional`` the batches are ``(ecgs, labels)``
     (multi-hot SCP codes) and fakes are generated for the batch's own labels, so label
     combinations keep their training frequency. A discriminator may return several logits per
-    ECG (one per scale): every loss averages over them.
+    ECG (one per scale): every loss averages over them. With ``matching`` (a beat generator; the
+    batches then carry each real record's RR statistics as a third element) the generator's loss
+    gets ``matching["weight"]`` × the summary-statistic gap of :mod:`rare_gan.matching`.
     """
 
     def __init__(self, generator, discriminator, latent_dim=100, loss="nonsaturating", gp_weight=10.0,
-                 critic_steps=1, seed=0, r1_weight=0.0, r1_every=1, augment=None, conditional=False, **kwargs):
+                 critic_steps=1, seed=0, r1_weight=0.0, r1_every=1, augment=None, conditional=False, matching=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
@@ -107,13 +117,19 @@ class ECGGAN(keras.Model):
         self.r1_every = int(r1_every)
         self.augment = dict(augment) if augment else None  # kwargs of diff_augment, or None (off)
         self.conditional = bool(conditional)
+        self.matching = dict(matching) if matching else None
+        if self.matching:
+            # the same generator, also returning its rhythm (R times come from the renderer)
+            self._with_rhythm = keras.Model(generator.inputs, [generator.outputs[0], generator.get_layer("rhythm").output])
+            self._renderer = generator.get_layer("render")
         self.built = True  # G and D are built functional models; fit must not build from ECG batches
 
     def compile(self, g_optimizer, d_optimizer):
         super().compile()
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("d_loss", "g_loss", "d_real", "d_fake")}
+        names = ("d_loss", "g_loss", "d_real", "d_fake") + (("stats_gap",) if self.matching else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
     def metrics(self):
@@ -178,10 +194,24 @@ class ECGGAN(keras.Model):
         due = tf.equal(tf.math.floormod(self.d_optimizer.iterations, self.r1_every), 0)
         return tf.cond(due, lambda: self.r1_penalty(real, labels), lambda: tf.constant(0.0))
 
+    def stats_gap(self, generated, rhythm, real, real_rr):
+        """Summary-statistic gap (:func:`rare_gan.matching.moment_gap`) of RR and band statistics
+        between a generated batch (with its rhythm) and the real batch."""
+        from rare_gan import matching as mt
+
+        m = self.matching
+        rr_gap = mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm)), real_rr, m["rr_mean"], m["rr_sd"])
+        band_gap = mt.moment_gap(mt.band_statistics(generated), mt.band_statistics(real), m["band_mean"], m["band_sd"])
+        return rr_gap + band_gap
+
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         """One discriminator and one generator update. Its control flow is static Python (the lazy R1
         is an explicit ``tf.cond``), so AutoGraph is skipped: that saves ~2 s of every trace."""
+        real_rr = None
+        if self.matching:
+            data, real_rr = data[:-1], data[-1]
+            data = data if self.conditional else data[0]
         real, labels = data if self.conditional else (data, None)
         real = tf.cast(real, tf.float32)
         batch = tf.shape(real)[0]
@@ -203,18 +233,27 @@ class ECGGAN(keras.Model):
             self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights))
 
         noise = self._noise(batch, 1)
+        extra = {}
         with tf.GradientTape() as tape:
-            fake_g = self._augment(self._generate(noise, labels), 4)
+            if self.matching:
+                inputs = [noise, labels] if self.conditional else noise
+                generated, rhythm = self._with_rhythm(inputs, training=True)
+                extra["stats_gap"] = self.stats_gap(generated, rhythm, real, real_rr)
+            else:
+                generated = self._generate(noise, labels)
+            fake_g = self._augment(generated, 4)
             fake_logits_g = self._critic(fake_g, labels)
             g_loss = self.generator_loss(fake_logits_g)
-            penalties = self.generator.losses  # e.g. the beat generator's residual-energy penalty
+            penalties = list(self.generator.losses)  # e.g. the beat generator's residual-energy penalty
+            if self.matching:
+                penalties.append(self.matching["weight"] * extra["stats_gap"])
             scaled = (g_loss + (tf.add_n(penalties) if penalties else 0.0)) / replicas
         grads = tape.gradient(scaled, self.generator.trainable_weights)
         self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_weights))
 
         score = (lambda x: x) if self.adversarial_loss == "wgan-gp" else tf.sigmoid
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("d_real", tf.reduce_mean(score(real_logits))),
-                            ("d_fake", tf.reduce_mean(score(fake_logits)))):
+                            ("d_fake", tf.reduce_mean(score(fake_logits))), *extra.items()):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
@@ -225,7 +264,7 @@ class ECGGAN(keras.Model):
         return {"latent_dim": self.latent_dim, "loss": self.adversarial_loss, "gp_weight": self.gp_weight,
                 "critic_steps": self.critic_steps, "seed": self.seed, "r1_weight": self.r1_weight,
                 "r1_every": self.r1_every, "augment": self.augment, "conditional": self.conditional,
-                "generator": keras.saving.serialize_keras_object(self.generator),
+                "matching": self.matching, "generator": keras.saving.serialize_keras_object(self.generator),
                 "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
 
     @classmethod
@@ -251,7 +290,8 @@ def build_models(config: TrainConfig, n_labels: int = 0):
     try:
         if config.architecture == "beat":
             generator = ecgnets.build_beat_generator(latent_dim=config.latent_dim, n_labels=n_labels,
-                                                     rhythm=config.beat_rhythm)
+                                                     rhythm=config.beat_rhythm,
+                                                     visible_beats=config.beat_visible)
             discriminator = ecgnets.build_multiscale_discriminator(n_labels=n_labels,
                                                                    scales=config.discriminator_scales)
         else:

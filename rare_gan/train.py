@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from rare_gan import atomic
+from rare_gan import atomic, matching
 from rare_gan.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from rare_gan.data import DataError, PTBXL, SignalScaler, load_metadata, load_signals
 from rare_gan.gan import build_models, freeze_discriminator, make_gan
@@ -84,12 +84,14 @@ def steps_per_epoch(config: TrainConfig, n_records: int) -> int:
     return int(config.steps_per_epoch or max(1, n_records // config.batch_size))
 
 
-def make_dataset(x_scaled: np.ndarray, config: TrainConfig, start_epoch: int = 0, labels: np.ndarray | None = None):
+def make_dataset(x_scaled: np.ndarray, config: TrainConfig, start_epoch: int = 0, labels: np.ndarray | None = None,
+                 rr_stats: np.ndarray | None = None):
     """``tf.data`` stream of batches (batch, 1000, 12) from epoch ``start_epoch`` to ``config.epochs``.
 
     Each epoch takes its batches from reshuffled passes over the records, with a stateless shuffle
     keyed on (seed, epoch): the order of epoch *e* is the same whether or not the run was resumed.
-    With ``labels`` (conditional models) the batches are ``(ecgs, labels)``.
+    With ``labels`` (conditional models) the batches are ``(ecgs, labels)``; with ``rr_stats``
+    (statistic matching) each record's RR statistics come last: ``(ecgs, [labels,] rr_stats)``.
     """
     n = len(x_scaled)
     if n == 0:
@@ -109,15 +111,16 @@ def make_dataset(x_scaled: np.ndarray, config: TrainConfig, start_epoch: int = 0
     return (tf.data.Dataset.range(start_epoch, config.epochs)
             .flat_map(epoch_indices)
             .batch(config.batch_size, drop_remainder=True)
-            .map(_gatherer(signals, labels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(_gatherer(signals, labels, rr_stats), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def _gatherer(signals, labels):
-    if labels is None:
+def _gatherer(signals, *per_record):
+    """Batch of ``signals`` and of every per-record array that is not None, gathered at the same indices."""
+    arrays = [tf.constant(np.asarray(a, dtype=np.float32)) for a in per_record if a is not None]
+    if not arrays:
         return lambda idx: tf.gather(signals, idx)
-    multi_hot = tf.constant(np.asarray(labels, dtype=np.float32))
-    return lambda idx: (tf.gather(signals, idx), tf.gather(multi_hot, idx))
+    return lambda idx: (tf.gather(signals, idx), *(tf.gather(a, idx) for a in arrays))
 
 
 def fixed_noise(config: TrainConfig, labels: np.ndarray | None = None, n: int = FIXED_NOISE_SIZE):
@@ -169,7 +172,7 @@ def _make_epoch_callback(run_dir: Path, config: TrainConfig, data: "TrainingData
             seconds = time.perf_counter() - self.t0
             samples_mv = scaler.inverse(self.model.generator(noise, training=False).numpy())
             rr = physiology.rr_sd_ms_batch(samples_mv)
-            row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in ("d_loss", "g_loss", "d_real", "d_fake")},
+            row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in ("d_loss", "g_loss", "d_real", "d_fake", "stats_gap") if k in logs},
                    "seconds": seconds, "samples_per_s": samples_per_epoch / seconds,
                    "rr_sd_ms": float(np.nanmedian(rr)) if np.isfinite(rr).any() else float("nan"),
                    "rr_detected": float(np.isfinite(rr).mean())}
@@ -228,6 +231,8 @@ class TrainingData:
     labels: np.ndarray | None = None
     """Conditional runs: multi-hot SCP codes per record (n, len(label_codes)), float32."""
     label_codes: list[str] | None = None
+    rr_stats: np.ndarray | None = None
+    """Statistic matching: each record's RR statistics (:func:`rare_gan.matching.real_rr_statistics`)."""
     fingerprint: str = ""
     """Digest of the training data's content (record ids, decoded signals, labels): the same data
     wherever and whenever it was unpacked gives the same digest (see :func:`data_fingerprint`)."""
@@ -310,9 +315,10 @@ def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> Tra
         label_codes = (config.label_codes or (source["train"].get("label_codes") if source else None)
                        or label_vocabulary(meta, config.min_label_records, config.min_likelihood, ids))
         labels = multi_hot(record_codes(meta, signals.ecg_ids, config.min_likelihood), label_codes)
+    rr_stats = matching.real_rr_statistics(mv) if config.stats_weight else None
     return TrainingData(x_scaled=scaler.transform(mv), ecg_ids=signals.ecg_ids, scaler=scaler,
                         data_root=str(meta.root), demo=meta.demo, codes=codes, labels=labels,
-                        label_codes=label_codes, fingerprint=data_fingerprint(signals.ecg_ids, mv, labels))
+                        label_codes=label_codes, rr_stats=rr_stats, fingerprint=data_fingerprint(signals.ecg_ids, mv, labels))
 
 
 def data_fingerprint(ecg_ids, mv: np.ndarray, labels: np.ndarray | None = None) -> str:
@@ -366,7 +372,8 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
         if config.init_from and checkpoint is None:
             init_weights(generator, discriminator, Path(config.init_from))
         frozen = freeze_discriminator(discriminator, config.freeze_discriminator)
-        gan = make_gan(generator, discriminator, config)
+        stats = matching.standardisation(data.x_scaled, data.rr_stats) if config.stats_weight else None
+        gan = make_gan(generator, discriminator, config, matching=stats)
     if frozen:
         log.info("FreezeD: %d discriminator layers kept fixed (%s)", len(frozen), ", ".join(frozen))
     start_epoch, history = 0, []
@@ -376,7 +383,7 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
         log.info("resuming %s from %s (epoch %d of %d)", run_dir, checkpoint.name, start_epoch, config.epochs)
     if start_epoch < config.epochs:
         steps = steps_per_epoch(config, len(data.x_scaled))
-        dataset = make_dataset(data.x_scaled, config, start_epoch, data.labels)
+        dataset = make_dataset(data.x_scaled, config, start_epoch, data.labels, data.rr_stats)
         bookkeeping = _make_epoch_callback(run_dir, config, data, history, steps * config.batch_size, start_epoch)
         gan.fit(dataset, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
                 verbose=0, callbacks=[bookkeeping, *(callbacks or [])])

@@ -1,0 +1,120 @@
+"""Summary-statistic matching: the statistics are the realism features' own, and they train the rhythm head."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rare_gan import ecgnets, features, gan, matching, recipes, train
+from rare_gan.features import BANDS_HZ, _rr_features
+
+
+def test_rr_statistics_are_the_realism_features_of_the_same_r_times():
+    rng = np.random.default_rng(0)
+    bigeminy = np.cumsum(np.r_[20, np.tile([55, 95], 6)])  # short-long: lag-1 autocorrelation near -1
+    irregular = np.cumsum(np.r_[15, rng.uniform(50, 80, 11)])
+    for peaks in (bigeminy, irregular):
+        outside = np.r_[-40.0, peaks, peaks[-1] + 2000.0]  # beats before and after the record are not counted
+        got = matching.rr_statistics(outside[None].astype(np.float32)).numpy()[0]
+        want = dict(zip(features._RR_NAMES, _rr_features(peaks, 100.0)))
+        expected = [want[name] for name in matching.RR_STATS]
+        np.testing.assert_allclose(got, expected, rtol=0.02, atol=0.02)
+    assert matching.rr_statistics(bigeminy[None].astype(np.float32)).numpy()[0, -1] < -0.9
+    regular = np.arange(10, 1000, 80.0)[None].astype(np.float32)
+    stats = matching.rr_statistics(regular).numpy()[0]
+    assert stats[0] == pytest.approx(800.0) and stats[-1] == pytest.approx(0.0) and stats[1] == pytest.approx(1.0)
+
+
+def test_band_statistics_put_a_sine_in_its_band():
+    t = np.arange(1000) / 100.0
+    x = np.zeros((1, 1000, 12), np.float32)
+    x[0, :, :] = np.sin(2 * np.pi * 10.0 * t)[:, None]  # 10 Hz: the 8–15 Hz band
+    shares = matching.band_statistics(x).numpy().reshape(12, len(BANDS_HZ))
+    band = next(i for i, (lo, hi) in enumerate(BANDS_HZ) if lo <= 10.0 < hi)
+    np.testing.assert_allclose(shares[:, band], 0.0, atol=1e-3)  # log10(1)
+    assert (np.delete(shares, band, axis=1) < -3.5).all()
+
+
+def test_moment_gap_is_zero_for_the_same_batch_and_grows_with_a_shift():
+    x = tf.random.stateless_normal((64, 5), seed=[1, 2])
+    mean, sd = tf.zeros(5), tf.ones(5)
+    assert float(matching.moment_gap(x, x, mean, sd)) == pytest.approx(0.0, abs=1e-6)
+    assert float(matching.moment_gap(x + 1.0, x, mean, sd)) == pytest.approx(1.0, rel=1e-4)
+    assert float(matching.moment_gap(2.0 * x, x, mean, sd)) > 0.5  # a wider spread costs too
+
+
+def test_the_gap_trains_the_rhythm_head():
+    """The point of the term: a gradient on the per-beat RR deviations, which the discriminator hardly gives."""
+    generator = ecgnets.build_beat_generator(latent_dim=16, n_labels=0, hidden=32, template_channels=(16, 8, 8),
+                                             residual_channels=8)
+    stats = {"rr_mean": [800.0, 60.0, 60.0, 700.0, 900.0, 0.0], "rr_sd": [100.0, 30.0, 30.0, 100.0, 100.0, 0.3],
+             "band_mean": [0.0] * 72, "band_sd": [1.0] * 72, "weight": 1.0}
+    model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16, matching=stats)
+    real = tf.zeros((8, 1000, 12))
+    real_rr = tf.constant(np.tile([[800.0, 80.0, 120.0, 600.0, 1000.0, -0.5]], (8, 1)), tf.float32)
+    with tf.GradientTape() as tape:
+        out, rhythm = model._with_rhythm(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
+        gap = model.stats_gap(out, rhythm, real, real_rr)
+    deviation = generator.get_layer("rr_deviation").kernel
+    grad = tape.gradient(gap, deviation)
+    assert float(gap) > 0 and float(tf.reduce_max(tf.abs(grad))) > 0
+
+
+def test_stats_weight_needs_the_beat_generator_and_its_constants():
+    with pytest.raises(ValueError, match="architecture='beat'"):
+        recipes.TrainConfig(target=["PAC"], stats_weight=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        recipes.TrainConfig(target=["PAC"], architecture="beat", stats_weight=-1.0)
+    config = recipes.TrainConfig(target=["PAC"], architecture="beat", stats_weight=1.0)
+    g, d = gan.build_models(config)
+    with pytest.raises(ValueError, match="standardisation"):
+        gan.make_gan(g, d, config)
+
+
+def test_real_rr_statistics_fill_what_cannot_be_measured():
+    ecgs = np.zeros((3, 1000, 12), np.float32)  # flat: no beats, every statistic unmeasurable
+    out = matching.real_rr_statistics(ecgs)
+    assert out.shape == (3, len(matching.RR_STATS)) and np.isfinite(out).all()
+
+
+def test_training_with_statistic_matching_records_the_gap(demo_dir, tmp_path):
+    config = recipes.get_recipe("beat").config("AFIB", profile="test", data_dir="demo", stats_weight=1.0)
+    data = train.prepare_training_data(config)
+    want = features.extract(data.scaler.inverse(data.x_scaled))
+    names = features.feature_names()
+    lag1 = want[:, names.index("rr:rr_lag1_autocorr")]
+    measured = np.isfinite(lag1)
+    np.testing.assert_allclose(data.rr_stats[measured, -1], lag1[measured], atol=1e-5)
+    history = train.train(config, tmp_path / "run", data=data)
+    assert "stats_gap" in history and np.isfinite(history["stats_gap"]).all() and (history["stats_gap"] > 0).all()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["stats_weight"] == 1.0
+
+
+def test_template_scale_sets_the_sharpness_and_bounds_the_ratio():
+    rng = np.random.default_rng(1)
+    templates = rng.standard_normal((2, 3, 96, 8)).astype(np.float32) * np.array([1e-3, 1.0, 50.0])[None, :, None, None]
+    level = np.array([[0.03], [0.1]], np.float32)
+    relative = np.array([[0.0, 0.0, 0.0], [-50.0, 0.0, 50.0]], np.float32)
+    out = ecgnets.TemplateScale()(templates, level, relative).numpy()
+    slope = np.sqrt(np.mean(np.diff(out, axis=2) ** 2, axis=(2, 3)))
+    np.testing.assert_allclose(slope[0], 0.03, rtol=5e-3)  # a near-silent template is drawn as sharp as the others
+    np.testing.assert_allclose(slope[1], 0.1 * np.exp(0.7 * np.array([-1, 0, 1])), rtol=5e-3)  # within 2x
+
+
+def test_visible_beats_generator_draws_every_beat_and_saves(tmp_path):
+    import keras
+
+    generator = ecgnets.build_beat_generator(latent_dim=16, n_labels=3, hidden=32, template_channels=(16, 8, 8),
+                                             residual_channels=8, visible_beats=True)
+    assert generator.get_layer("template_scale") is not None
+    z, labels = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32), np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    before = generator([z, labels]).numpy()
+    generator.save(tmp_path / "g.keras")
+    again = keras.saving.load_model(tmp_path / "g.keras", compile=False)
+    np.testing.assert_array_equal(again([z, labels]).numpy(), before)
+    config = recipes.get_recipe("beat_matched").config("PAC", stage="pretrain")
+    assert config.beat_visible and config.stats_weight > 0
