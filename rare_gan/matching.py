@@ -101,6 +101,31 @@ def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray, batch_size: int 
             "band_mean": bands.mean(axis=0).tolist(), "band_sd": floor(bands.std(axis=0))}
 
 
+def placed_and_detected_beats(run, n: int = 300, seed: int = 0) -> dict:
+    """How many beats a beat generator places inside each record and how many the realism features'
+    R-peak detector finds in the ECG it draws (``run``: a :class:`rare_gan.generate.GeneratorRun`).
+
+    Returns the medians of both counts per ECG and the fractions of ECGs where the detector finds
+    fewer / as many / more: far fewer detected than placed means beats drawn from near-silent
+    templates, so the rhythm head's RR intervals are not the ECG's.
+    """
+    import keras
+
+    from rare_gan import features, generate
+
+    g = run.generator
+    with_rhythm = keras.Model(g.inputs, [g.outputs[0], g.get_layer("rhythm").output])
+    z = generate.latent_vectors(n, run.config.latent_dim, seed)
+    inputs = [z, generate.condition_labels(run, None, n, seed)] if run.config.conditional else z
+    scaled, rhythm = with_rhythm(inputs, training=False)
+    t = g.get_layer("render").r_times(rhythm).numpy()
+    placed = ((t >= R_EDGE_SAMPLES) & (t < N_SAMPLES - R_EDGE_SAMPLES)).sum(axis=1)
+    detected = features.extract(run.scaler.inverse(scaled.numpy()))[:, features.feature_names().index("rr:n_beats")]
+    return {"placed_median": float(np.median(placed)), "detected_median": float(np.median(detected)),
+            "fraction_fewer": float(np.mean(detected < placed)), "fraction_equal": float(np.mean(detected == placed)),
+            "fraction_more": float(np.mean(detected > placed))}
+
+
 def moment_gap(fake, real, mean, sd):
     """Mean over statistics of (Δ mean)² + (Δ SD)² between two batches, in units of the real SD."""
     f = (tf.cast(fake, tf.float32) - mean) / sd
@@ -114,4 +139,5 @@ def moment_gap(fake, real, mean, sd):
     return tf.reduce_mean(tf.square(mf - mr) + tf.square(sf - sr))
 
 
-__all__ = ["RR_STATS", "real_rr_statistics", "rr_statistics", "band_statistics", "standardisation", "moment_gap"]
+__all__ = ["RR_STATS", "real_rr_statistics", "rr_statistics", "band_statistics", "standardisation",
+           "placed_and_detected_beats", "moment_gap"]

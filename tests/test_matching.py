@@ -118,3 +118,24 @@ def test_visible_beats_generator_draws_every_beat_and_saves(tmp_path):
     np.testing.assert_array_equal(again([z, labels]).numpy(), before)
     config = recipes.get_recipe("beat_matched").config("PAC", stage="pretrain")
     assert config.beat_visible and config.stats_weight > 0
+
+
+def test_placed_and_detected_beats_counts_the_renderers_beats(demo_dir, tmp_path):
+    from rare_gan import generate
+
+    config = recipes.get_recipe("beat_matched").config("AFIB", profile="test", data_dir="demo")
+    train.train(config, tmp_path / "run")
+    run = generate.load_run(tmp_path / "run")
+    counts = matching.placed_and_detected_beats(run, n=8, seed=0)
+    assert set(counts) == {"placed_median", "detected_median", "fraction_fewer", "fraction_equal", "fraction_more"}
+    assert counts["fraction_fewer"] + counts["fraction_equal"] + counts["fraction_more"] == pytest.approx(1.0)
+    # the same count by hand: R times of the renderer inside the record
+    import keras
+
+    g = run.generator
+    z = generate.latent_vectors(8, config.latent_dim, 0)
+    labels = generate.condition_labels(run, None, 8, 0)
+    rhythm = keras.Model(g.inputs, g.get_layer("rhythm").output)([z, labels]).numpy()
+    t = g.get_layer("render").r_times(rhythm).numpy()
+    placed = ((t >= matching.R_EDGE_SAMPLES) & (t < 1000 - matching.R_EDGE_SAMPLES)).sum(axis=1)
+    assert counts["placed_median"] == pytest.approx(float(np.median(placed)))
