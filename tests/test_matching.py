@@ -80,18 +80,24 @@ def test_real_rr_statistics_fill_what_cannot_be_measured():
     assert out.shape == (3, len(matching.RR_STATS)) and np.isfinite(out).all()
 
 
-def test_training_with_statistic_matching_records_the_gap(demo_dir, tmp_path):
-    config = recipes.get_recipe("beat").config("AFIB", profile="test", data_dir="demo", stats_weight=1.0)
+@pytest.fixture(scope="module")
+def matched_run(demo_dir, tmp_path_factory):
+    """A beat_matched run trained from scratch on DEMO (test profile), with its training data."""
+    config = recipes.get_recipe("beat_matched").config("AFIB", profile="test", data_dir="demo")
     data = train.prepare_training_data(config)
+    folder = tmp_path_factory.mktemp("matched") / "run"
+    return folder, data, train.train(config, folder, data=data)
+
+
+def test_training_with_statistic_matching_records_the_gap(matched_run):
+    folder, data, history = matched_run
     want = features.extract(data.scaler.inverse(data.x_scaled))
-    names = features.feature_names()
-    lag1 = want[:, names.index("rr:rr_lag1_autocorr")]
+    lag1 = want[:, features.feature_names().index("rr:rr_lag1_autocorr")]
     measured = np.isfinite(lag1)
     np.testing.assert_allclose(data.rr_stats[measured, -1], lag1[measured], atol=1e-5)
-    history = train.train(config, tmp_path / "run", data=data)
     assert "stats_gap" in history and np.isfinite(history["stats_gap"]).all() and (history["stats_gap"] > 0).all()
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
-    assert saved["stats_weight"] == 1.0
+    saved = json.loads((folder / "config.json").read_text())["train"]
+    assert saved["stats_weight"] == 1.0 and saved["beat_visible"] is True
 
 
 def test_template_scale_sets_the_sharpness_and_bounds_the_ratio():
@@ -120,22 +126,17 @@ def test_visible_beats_generator_draws_every_beat_and_saves(tmp_path):
     assert config.beat_visible and config.stats_weight > 0
 
 
-def test_placed_and_detected_beats_counts_the_renderers_beats(demo_dir, tmp_path):
+def test_placed_and_detected_beats_counts_the_renderers_beats(matched_run):
+    import keras
+
     from rare_gan import generate
 
-    config = recipes.get_recipe("beat_matched").config("AFIB", profile="test", data_dir="demo")
-    train.train(config, tmp_path / "run")
-    run = generate.load_run(tmp_path / "run")
+    run = generate.load_run(matched_run[0])
     counts = matching.placed_and_detected_beats(run, n=8, seed=0)
     assert set(counts) == {"placed_median", "detected_median", "fraction_fewer", "fraction_equal", "fraction_more"}
     assert counts["fraction_fewer"] + counts["fraction_equal"] + counts["fraction_more"] == pytest.approx(1.0)
-    # the same count by hand: R times of the renderer inside the record
-    import keras
-
-    g = run.generator
-    z = generate.latent_vectors(8, config.latent_dim, 0)
-    labels = generate.condition_labels(run, None, 8, 0)
-    rhythm = keras.Model(g.inputs, g.get_layer("rhythm").output)([z, labels]).numpy()
-    t = g.get_layer("render").r_times(rhythm).numpy()
+    g = run.generator  # the same count by hand: the renderer's R times inside the record
+    inputs = [generate.latent_vectors(8, run.config.latent_dim, 0), generate.condition_labels(run, None, 8, 0)]
+    t = g.get_layer("render").r_times(keras.Model(g.inputs, g.get_layer("rhythm").output)(inputs)).numpy()
     placed = ((t >= matching.R_EDGE_SAMPLES) & (t < 1000 - matching.R_EDGE_SAMPLES)).sum(axis=1)
     assert counts["placed_median"] == pytest.approx(float(np.median(placed)))
