@@ -119,8 +119,9 @@ class ECGGAN(keras.Model):
         self.conditional = bool(conditional)
         self.matching = dict(matching) if matching else None
         if self.matching:
-            # the same generator, also returning its rhythm (R times come from the renderer)
-            self._with_rhythm = keras.Model(generator.inputs, [generator.outputs[0], generator.get_layer("rhythm").output])
+            from rare_gan.matching import with_rhythm
+
+            self._with_rhythm = with_rhythm(generator)
             self._renderer = generator.get_layer("render")
         self.built = True  # G and D are built functional models; fit must not build from ECG batches
 
@@ -146,8 +147,10 @@ class ECGGAN(keras.Model):
     def _noise(self, batch, stream):
         return tf.random.stateless_normal((batch, self.latent_dim), seed=self._step_seed(stream))
 
-    def _generate(self, noise, labels, training=True):
-        return self.generator([noise, labels] if self.conditional else noise, training=training)
+    def _generate(self, noise, labels, training=True, rhythm=False):
+        """G(noise[, labels]); with ``rhythm`` (statistic matching) also its rhythm: ``[ECGs, rhythm]``."""
+        model = self._with_rhythm if rhythm else self.generator
+        return model([noise, labels] if self.conditional else noise, training=training)
 
     def _critic(self, ecgs, labels):
         return tf.cast(self.discriminator([ecgs, labels] if self.conditional else ecgs, training=True), tf.float32)
@@ -236,8 +239,7 @@ class ECGGAN(keras.Model):
         extra = {}
         with tf.GradientTape() as tape:
             if self.matching:
-                inputs = [noise, labels] if self.conditional else noise
-                generated, rhythm = self._with_rhythm(inputs, training=True)
+                generated, rhythm = self._generate(noise, labels, rhythm=True)
                 extra["stats_gap"] = self.stats_gap(generated, rhythm, real, real_rr)
             else:
                 generated = self._generate(noise, labels)

@@ -36,6 +36,19 @@ R_EDGE_SAMPLES = 3
 _LOG_FLOOR = 1e-4
 
 
+def with_rhythm(generator):
+    """The beat generator seen as ``inputs -> [ECG, rhythm]`` (same layers and weights), so the R
+    times of what it draws come from its renderer (:meth:`rare_gan.ecgnets.BeatRenderer.r_times`)."""
+    import keras
+
+    return keras.Model(generator.inputs, [generator.outputs[0], generator.get_layer("rhythm").output])
+
+
+def placed(r_times, length: int = N_SAMPLES):
+    """Which R times (samples; NumPy or TensorFlow) fall inside the record, :data:`R_EDGE_SAMPLES` from either end."""
+    return (r_times >= R_EDGE_SAMPLES) & (r_times < length - R_EDGE_SAMPLES)
+
+
 def real_rr_statistics(ecgs_mv: np.ndarray) -> np.ndarray:
     """:data:`RR_STATS` of real ECGs ``(n, T, 12)`` in mV ``(n, len(RR_STATS))``, float32, from the
     realism features (cached on disk); a statistic that cannot be measured (too few beats) gets the
@@ -56,7 +69,7 @@ def rr_statistics(r_times, length: int = N_SAMPLES, fs: float = SAMPLING_RATE_HZ
     the lag-1 autocorrelation as ``numpy.corrcoef(rr[:-1], rr[1:])`` (0 for a perfectly regular rhythm).
     """
     t = tf.cast(r_times, tf.float32)
-    inside = tf.cast((t >= R_EDGE_SAMPLES) & (t < length - R_EDGE_SAMPLES), tf.float32)
+    inside = tf.cast(placed(t, length), tf.float32)
     rr = (t[:, 1:] - t[:, :-1]) * (1000.0 / fs)
     m = inside[:, 1:] * inside[:, :-1]
     n = tf.reduce_sum(m, axis=1)
@@ -109,21 +122,16 @@ def placed_and_detected_beats(run, n: int = 300, seed: int = 0) -> dict:
     fewer / as many / more: far fewer detected than placed means beats drawn from near-silent
     templates, so the rhythm head's RR intervals are not the ECG's.
     """
-    import keras
-
     from rare_gan import features, generate
 
-    g = run.generator
-    with_rhythm = keras.Model(g.inputs, [g.outputs[0], g.get_layer("rhythm").output])
     z = generate.latent_vectors(n, run.config.latent_dim, seed)
     inputs = [z, generate.condition_labels(run, None, n, seed)] if run.config.conditional else z
-    scaled, rhythm = with_rhythm(inputs, training=False)
-    t = g.get_layer("render").r_times(rhythm).numpy()
-    placed = ((t >= R_EDGE_SAMPLES) & (t < N_SAMPLES - R_EDGE_SAMPLES)).sum(axis=1)
+    scaled, rhythm = with_rhythm(run.generator)(inputs, training=False)
+    n_placed = placed(run.generator.get_layer("render").r_times(rhythm).numpy()).sum(axis=1)
     detected = features.extract(run.scaler.inverse(scaled.numpy()))[:, features.feature_names().index("rr:n_beats")]
-    return {"placed_median": float(np.median(placed)), "detected_median": float(np.median(detected)),
-            "fraction_fewer": float(np.mean(detected < placed)), "fraction_equal": float(np.mean(detected == placed)),
-            "fraction_more": float(np.mean(detected > placed))}
+    return {"placed_median": float(np.median(n_placed)), "detected_median": float(np.median(detected)),
+            "fraction_fewer": float(np.mean(detected < n_placed)),
+            "fraction_equal": float(np.mean(detected == n_placed)), "fraction_more": float(np.mean(detected > n_placed))}
 
 
 def moment_gap(fake, real, mean, sd):
@@ -139,5 +147,5 @@ def moment_gap(fake, real, mean, sd):
     return tf.reduce_mean(tf.square(mf - mr) + tf.square(sf - sr))
 
 
-__all__ = ["RR_STATS", "real_rr_statistics", "rr_statistics", "band_statistics", "standardisation",
+__all__ = ["RR_STATS", "with_rhythm", "placed", "real_rr_statistics", "rr_statistics", "band_statistics", "standardisation",
            "placed_and_detected_beats", "moment_gap"]
