@@ -77,7 +77,8 @@ def make_gan(generator, discriminator, config: TrainConfig, matching: dict | Non
                  gp_weight=config.gp_weight, critic_steps=config.critic_steps, seed=config.seed,
                  r1_weight=config.r1_weight, r1_every=config.r1_every, augment=augment,
                  conditional=config.conditional,
-                 matching={**matching, "weight": float(config.stats_weight)} if config.stats_weight else None)
+                 matching={**matching, "weight": float(config.stats_weight),
+                           "statistics": list(config.matched_statistics)} if config.stats_weight else None)
     gan.compile(
         g_optimizer=keras.optimizers.Adam(config.lr_generator, beta_1=config.beta_1, beta_2=config.beta_2),
         d_optimizer=keras.optimizers.Adam(config.lr_discriminator, beta_1=config.beta_1, beta_2=config.beta_2),
@@ -198,14 +199,17 @@ class ECGGAN(keras.Model):
         return tf.cond(due, lambda: self.r1_penalty(real, labels), lambda: tf.constant(0.0))
 
     def stats_gap(self, generated, rhythm, real, real_rr):
-        """Summary-statistic gap (:func:`rare_gan.matching.moment_gap`) of RR and band statistics
-        between a generated batch (with its rhythm) and the real batch."""
+        """Summary-statistic gap (:func:`rare_gan.matching.moment_gap`) of the matched statistics
+        (``matching["statistics"]``: RR and/or band) between a generated batch (with its rhythm) and the real batch."""
         from rare_gan import matching as mt
 
         m = self.matching
-        rr_gap = mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm)), real_rr, m["rr_mean"], m["rr_sd"])
-        band_gap = mt.moment_gap(mt.band_statistics(generated), mt.band_statistics(real), m["band_mean"], m["band_sd"])
-        return rr_gap + band_gap
+        gap = tf.constant(0.0)
+        if "rr" in m["statistics"]:
+            gap += mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm)), real_rr, m["rr_mean"], m["rr_sd"])
+        if "band" in m["statistics"]:
+            gap += mt.moment_gap(mt.band_statistics(generated), mt.band_statistics(real), m["band_mean"], m["band_sd"])
+        return gap
 
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):

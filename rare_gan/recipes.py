@@ -57,6 +57,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ARCHITECTURES = ("research", "beat")
 RHYTHMS = ("free", "ectopic")
+MATCHED_STATISTICS = ("rr", "band")
 """How the beat generator's rhythm head draws RR intervals (see :func:`rare_gan.ecgnets.build_beat_generator`)."""
 ALL_RECORDS = "ALL"
 """``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
@@ -122,6 +123,9 @@ class TrainConfig:
     """Beat architecture: weight of the summary-statistic matching term in the generator's loss (RR
     statistics of its R times and per-lead band-power shares against the real batch's;
     :mod:`rare_gan.matching`). 0 = off."""
+    matched_statistics: tuple[str, ...] = ("rr", "band")
+    """Beat architecture: which statistics ``stats_weight`` matches, any of 'rr' (RR statistics of the
+    generator's R times) and 'band' (per-lead band-power shares)."""
     r1_weight: float = 0.0
     """γ of the R1 penalty γ/2·E‖∇ₓD(x_real)‖² added to the NS-GAN discriminator loss (0 = off;
     ignored by WGAN-GP, which has its own penalty)."""
@@ -195,6 +199,10 @@ class TrainConfig:
             raise ValueError(f"stats_weight must be >= 0, got {self.stats_weight!r}")
         if self.stats_weight and self.architecture != "beat":
             raise ValueError("stats_weight needs architecture='beat' (it matches the R times of the beat generator)")
+        self.matched_statistics = tuple(self.matched_statistics)
+        if not self.matched_statistics or set(self.matched_statistics) - set(MATCHED_STATISTICS):
+            raise ValueError(f"matched_statistics must be a non-empty subset of {MATCHED_STATISTICS}, "
+                             f"got {self.matched_statistics!r}")
         if self.generator_upsample not in ("transpose", "nearest"):
             raise ValueError(f"generator_upsample must be 'transpose' or 'nearest', got {self.generator_upsample!r}")
         for name in ("generator_kernel_size", "r1_every", "min_label_records"):
@@ -253,6 +261,9 @@ class Recipe:
     """TrainConfig fields of the pretraining run on every training-fold record (None: no pretraining)."""
     finetune: dict = field(default_factory=dict)
     """TrainConfig fields of the per-code run (fine-tuning when ``pretrain`` is set)."""
+    pretraining_of: str | None = None
+    """Another recipe whose pretraining stage this one shares (same run, same cache folder): a recipe
+    that differs from it in fine-tuning only."""
 
     @property
     def pretrained(self) -> bool:
@@ -267,6 +278,8 @@ class Recipe:
             raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
         if stage == "pretrain" and not self.pretrained:
             raise ValueError(f"recipe {self.name!r} has no pretraining stage")
+        if stage == "pretrain" and self.pretraining_of:
+            return get_recipe(self.pretraining_of).config(target, stage, profile, **overrides)
         if profile not in self.budgets:
             raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(self.budgets)}")
         stage_fields = self.pretrain if stage == "pretrain" else self.finetune
@@ -310,6 +323,10 @@ RECIPES["beat_matched"] = dataclasses.replace(
     RECIPES["beat"], name="beat_matched",
     settings={**RECIPES["beat"].settings, "beat_visible": True, "stats_weight": 1.0},
     summary="the default recipe with visible beats and summary-statistic matching (RR, band powers) in both stages")
+RECIPES["beat_band"] = dataclasses.replace(
+    RECIPES["beat"], name="beat_band", pretraining_of="beat",
+    finetune={**RECIPES["beat"].finetune, "stats_weight": 1.0, "matched_statistics": ("band",)},
+    summary="the default recipe fine-tuned with band-power matching (shares its pretraining; a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

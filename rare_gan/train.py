@@ -426,11 +426,16 @@ def _resume_key(config: TrainConfig) -> dict:
     return d
 
 
-def config_digest(config: TrainConfig, length: int = 8) -> str:
-    """Short digest of what makes a run this run (the resume key)."""
-    import hashlib
+def _digest_fields(config: TrainConfig) -> dict:
+    """The resume key without the fields at their default, so that adding a setting whose default
+    keeps the old behaviour leaves every existing digest (run folders, pretraining cache) valid."""
+    defaults = TrainConfig(target=config.target).to_dict()
+    return {k: v for k, v in _resume_key(config).items() if k == "target" or v != defaults[k]}
 
-    return hashlib.sha256(json.dumps(_resume_key(config), sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+def config_digest(config: TrainConfig, length: int = 8) -> str:
+    """Short digest of what makes a run this run (the resume key, defaults left out)."""
+    return hashlib.sha256(json.dumps(_digest_fields(config), sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def _save_final(run_dir: Path, gan, config: TrainConfig, history: list[dict]) -> None:
@@ -456,18 +461,18 @@ def pretrained_run(recipe: str, data_dir: str | None, seed: int = 0, profile: st
     """
     spec = get_recipe(recipe)
     config = spec.config(None, stage="pretrain", profile=profile, seed=seed, data_dir=data_dir,
-                         name=f"pretrain-{spec.name}", **overrides)
+                         name=f"pretrain-{spec.pretraining_of or spec.name}", **overrides)
     data = prepare_training_data(config)
     if config.conditional and config.label_codes is None:
         config = dataclasses.replace(config, label_codes=data.label_codes)
     networks = [model.get_config() for model in build_models(config, n_labels=len(config.label_codes or []))]
-    key = hashlib.sha256(json.dumps([_resume_key(config), config.epochs, data.fingerprint, networks], sort_keys=True,
+    key = hashlib.sha256(json.dumps([_digest_fields(config), config.epochs, data.fingerprint, networks], sort_keys=True,
                                     default=str).encode()).hexdigest()[:10]
-    folder = Path(cache_root) / f"{spec.name}-seed{seed}-{key}"
+    folder = Path(cache_root) / f"{config.recipe}-seed{seed}-{key}"
     if atomic.is_complete(folder):
-        log.info("pretrained %s (seed %d) reused from %s", spec.name, seed, folder)
+        log.info("pretrained %s (seed %d) reused from %s", config.recipe, seed, folder)
         return folder
-    log.info("pretraining %s (seed %d) on %d training-fold records into %s", spec.name, seed, len(data.ecg_ids),
+    log.info("pretraining %s (seed %d) on %d training-fold records into %s", config.recipe, seed, len(data.ecg_ids),
              folder)
     train(config, folder, data=data)
     return folder

@@ -51,16 +51,45 @@ def test_the_gap_trains_the_rhythm_head():
     generator = ecgnets.build_beat_generator(latent_dim=16, n_labels=0, hidden=32, template_channels=(16, 8, 8),
                                              residual_channels=8)
     stats = {"rr_mean": [800.0, 60.0, 60.0, 700.0, 900.0, 0.0], "rr_sd": [100.0, 30.0, 30.0, 100.0, 100.0, 0.3],
-             "band_mean": [0.0] * 72, "band_sd": [1.0] * 72, "weight": 1.0}
-    model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16, matching=stats)
+             "band_mean": [0.0] * 72, "band_sd": [1.0] * 72, "weight": 1.0, "statistics": ["rr", "band"]}
     real = tf.zeros((8, 1000, 12))
     real_rr = tf.constant(np.tile([[800.0, 80.0, 120.0, 600.0, 1000.0, -0.5]], (8, 1)), tf.float32)
-    with tf.GradientTape() as tape:
-        out, rhythm = model._with_rhythm(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
-        gap = model.stats_gap(out, rhythm, real, real_rr)
-    deviation = generator.get_layer("rr_deviation").kernel
-    grad = tape.gradient(gap, deviation)
-    assert float(gap) > 0 and float(tf.reduce_max(tf.abs(grad))) > 0
+    gaps, grads = {}, {}
+    for statistics in (["rr", "band"], ["rr"], ["band"]):
+        model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
+                           matching={**stats, "statistics": statistics})
+        with tf.GradientTape() as tape:
+            out, rhythm = model._with_rhythm(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
+            gap = model.stats_gap(out, rhythm, real, real_rr)
+        grad = tape.gradient(gap, generator.get_layer("rr_deviation").kernel)
+        gaps[tuple(statistics)] = float(gap)
+        grads[tuple(statistics)] = 0.0 if grad is None else float(tf.reduce_max(tf.abs(grad)))
+    assert gaps["rr", "band"] > 0 and grads["rr", "band"] > 0 and grads["rr",] > 0
+    assert gaps["rr", "band"] == pytest.approx(gaps["rr",] + gaps["band",], rel=1e-5)
+    model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
+                       matching={**stats, "statistics": ["band"]})
+    out, rhythm = model._with_rhythm(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
+    assert float(model.stats_gap(out, rhythm, real, 2.0 * real_rr)) == pytest.approx(gaps["band",])  # RR unused
+
+
+def test_beat_band_fine_tunes_with_band_matching_on_the_default_pretraining():
+    band, beat = recipes.get_recipe("beat_band"), recipes.get_recipe("beat")
+    assert band.config(None, stage="pretrain", seed=3) == beat.config(None, stage="pretrain", seed=3)
+    tuned = band.config("PAC")
+    assert tuned.recipe == "beat_band" and tuned.stats_weight == 1.0 and tuned.matched_statistics == ("band",)
+    assert tuned.freeze_discriminator == beat.config("PAC").freeze_discriminator
+    with pytest.raises(ValueError, match="matched_statistics"):
+        recipes.TrainConfig(target=["PAC"], matched_statistics=("qrs",))
+
+
+def test_digests_leave_out_settings_at_their_default():
+    """A new setting whose default keeps the old behaviour must not orphan existing runs and caches."""
+    config = recipes.TrainConfig(target=["PAC"], architecture="beat")
+    explicit = recipes.TrainConfig(target=["PAC"], architecture="beat", matched_statistics=("rr", "band"))
+    assert train.config_digest(explicit) == train.config_digest(config)
+    assert "matched_statistics" not in train._digest_fields(config) and "architecture" in train._digest_fields(config)
+    assert train.config_digest(recipes.TrainConfig(target=["PAC"], architecture="beat", seed=1)) != \
+        train.config_digest(config)
 
 
 def test_stats_weight_needs_the_beat_generator_and_its_constants():

@@ -170,6 +170,7 @@ def test_pretraining_cache_is_reused_and_invalidated(pretrained, demo_dir):
     root, folder = pretrained
     stamp = (folder / "generator.keras").stat().st_mtime_ns
     assert train.pretrained_run("beat", "demo", seed=0, profile=PROFILE, cache_root=root) == folder
+    assert train.pretrained_run("beat_band", "demo", seed=0, profile=PROFILE, cache_root=root) == folder  # shared
     assert (folder / "generator.keras").stat().st_mtime_ns == stamp  # reused, not retrained
     saved = json.loads((folder / "config.json").read_text())
     assert saved["train"]["target"] == ["ALL"] and saved["data"]["n_train_records"] > 100
