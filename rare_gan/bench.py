@@ -212,8 +212,8 @@ def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str
         for precision in ("float32", "mixed_bfloat16"):
             rates[precision], generator, discriminator = training_rate(recipe, precision, batch_size, repeats, window,
                                                                        strategy)
+            generators[recipe, precision] = generator
             if precision == "float32":
-                generators[recipe] = generator
                 g_flops, d_flops = models.flops_per_sample(generator), models.flops_per_sample(discriminator)
                 params = (generator.count_params(), discriminator.count_params())
         per_sample = step_flops(recipe)
@@ -226,7 +226,9 @@ def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str
                                                  "mixed_bfloat16": rates["mixed_bfloat16"] * per_sample
                                                  / (peak["bfloat16"] * 1e9)},
             "bf16_speedup": rates["mixed_bfloat16"] / rates["float32"],
-            "generation_ecgs_per_s": generate.generation_rate(generators[recipe], 1024 if quick else 4096)}
+            "generation_ecgs_per_s": generate.generation_rate(generators[recipe, "float32"], 1024 if quick else 4096),
+            "generation_ecgs_per_s_bf16": generate.generation_rate(generators[recipe, "mixed_bfloat16"],
+                                                                   1024 if quick else 4096)}
     gen = result["recipes"][recipes_to_time[0]]["generation_ecgs_per_s"]
     nk_rate = neurokit_rate(2 if quick else 5)
     df_rate = deepfake_rate(16 if quick else 64)

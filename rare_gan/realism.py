@@ -268,9 +268,9 @@ def control_tests(ref: Reference, task, seed: int = 0, common_class: str = "NORM
     common = meta.has_codes(common_class) if common_class in meta.statements.index else None
     if common is not None:
         mask = {s: common.loc[task.ecg_ids[s]].to_numpy() for s in ("train", "val", "test")}
-        train_c = features.cached(task.scaler.inverse(task.x["train"][mask["train"]]), tag="train_common")
-        unseen_c = features.cached(np.concatenate([task.scaler.inverse(task.x[s][mask[s]]) for s in ("val", "test")]),
-                                   tag="unseen_common")
+        split = {s: features.cached(task.scaler.inverse(task.x[s]), tag=s) for s in mask}  # load_reference's cache
+        train_c = split["train"][mask["train"]]
+        unseen_c = np.concatenate([split[s][mask[s]] for s in ("val", "test")])
         if min(len(train_c), len(unseen_c)) >= 10:
             out["c2st_common_control"] = ref.c2st(train_c, unseen_c, seed, n_max=len(ref.train_features)).auroc
     copies = jittered_copies(ref.train_mv, seed)

@@ -457,14 +457,14 @@ def performance_markdown(bench: dict) -> str:
              "pass at its lazy rate, every discriminator scale).", "",
              "| recipe | G / D parameters | forward MFLOP G / D | MFLOP per training sample | training samples/s "
              "fp32 (share of fp32 matmul rate) | mixed_bfloat16 (share of bf16 rate) | bf16 speed-up | generation "
-             "ECGs/s |", "|" + "|".join(["---"] * 8) + "|"]
+             "ECGs/s fp32 | generation ECGs/s bf16 |", "|" + "|".join(["---"] * 9) + "|"]
     for name, r in bench["recipes"].items():
         t, f = r["training_samples_per_s"], r["training_fraction_of_matmul_rate"]
         lines.append(f"| {name} | {r['generator_params']:,} / {r['discriminator_params']:,} | "
                      f"{r['generator_mflop_forward']:.1f} / {r['discriminator_mflop_forward']:.1f} | "
                      f"{r['mflop_per_training_sample']:.0f} | {t['float32']:.0f} ({100 * f['float32']:.0f}%) | "
                      f"{t['mixed_bfloat16']:.0f} ({100 * f['mixed_bfloat16']:.0f}%) | {r['bf16_speedup']:.2f}× | "
-                     f"{r['generation_ecgs_per_s']:.0f} |")
+                     f"{r['generation_ecgs_per_s']:.0f} | {_rate(r.get('generation_ecgs_per_s_bf16'))} |")
     ref, speed = bench["reference_generators_ecgs_per_s"], bench["generation_speedup_vs"]
     deepfake = (f"{ref['deepfake_ecg']:.0f} ECGs/s (the default recipe generates {speed['deepfake_ecg']:.1f}× faster)"
                 if isinstance(ref["deepfake_ecg"], float) else ref["deepfake_ecg"])
@@ -479,6 +479,10 @@ def performance_markdown(bench: dict) -> str:
                           f"{name} {rate:.0f} ({100 * (rate / base - 1):+.0f}%)"
                           for name, rate in ablations.items() if name != "as is") + "."]
     return "\n".join(lines)
+
+
+def _rate(value) -> str:
+    return "not measured" if value is None else f"{value:.0f}"
 
 
 def timing_markdown(rows: Sequence[dict]) -> str:

@@ -222,6 +222,27 @@ def test_train_recipe_fine_tunes_into_the_derived_folder(pretrained, tmp_path, c
     assert ecgs.shape == (4, 1000, 12) and np.isfinite(ecgs).all()
 
 
+def test_bf16_generation_is_close_to_float32_and_recorded(pretrained, monkeypatch):
+    from rare_gan import bench
+
+    _, folder = pretrained
+    fp32, bf16 = generate.load_run(folder), generate.load_run(folder, precision="mixed_bfloat16")
+    assert fp32.generator.get_layer("rhythm").dtype_policy.name == "float32"
+    assert {layer.dtype_policy.name for layer in bf16.generator.layers if layer.weights} == {"mixed_bfloat16"}
+    a, b = (generate.generate(run, 8, seed=0, code="AFIB") for run in (fp32, bf16))
+    assert b.dtype == np.float32 and b.shape == a.shape and not np.array_equal(a, b)
+    other = generate.generate(fp32, 8, seed=1, code="AFIB")  # what "not the same ECGs" looks like: ~1.4 rms
+    rms = lambda x: np.sqrt(np.mean(x ** 2))  # noqa: E731
+    assert rms(a - b) < 0.25 * rms(a) and rms(a - other) > 0.8 * rms(a)  # bf16 rounding, not other ECGs
+    assert (fp32.provenance["generation_precision"], bf16.provenance["generation_precision"]) == \
+        ("float32", "mixed_bfloat16")
+    for units, want in ((True, "mixed_bfloat16"), (False, "float32")):
+        monkeypatch.setattr(bench, "bf16_hardware", lambda units=units: {"bf16_matrix_units": units})
+        assert generate.resolve_precision("auto") == want
+    with pytest.raises(ValueError, match="precision must be one of"):
+        generate.load_run(folder, precision="float16")
+
+
 def test_run_folder_is_derived_from_the_parameters_and_never_shared(tmp_path):
     beat = recipes.get_recipe("beat")
     initial = beat.config("PAC", **recipes.INITIAL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from rare_gan import study
 
@@ -65,3 +66,14 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     assert "Modified is not smoother than Initial (by more than 10%)" in text  # equal power above 15 Hz
     study.update_readme(readme, results, figures=figures)
     assert readme.read_text() == text  # idempotent
+
+
+def test_performance_table_is_rendered_from_the_benchmark():
+    bench = json.loads((Path(__file__).resolve().parents[1] / "outputs" / "reference" / "bench.json").read_text())
+    beat = bench["recipes"]["beat"]
+    beat.pop("generation_ecgs_per_s_bf16", None)
+    row = next(line for line in study.performance_markdown(bench).splitlines() if line.startswith("| beat |"))
+    assert row.endswith(f"| {beat['generation_ecgs_per_s']:.0f} | not measured |")
+    beat["generation_ecgs_per_s_bf16"] = 3890.4
+    row = next(line for line in study.performance_markdown(bench).splitlines() if line.startswith("| beat |"))
+    assert row.endswith(f"| {beat['generation_ecgs_per_s']:.0f} | 3890 |") and row.count("|") == 10
