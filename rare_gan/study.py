@@ -466,7 +466,9 @@ def performance_markdown(bench: dict) -> str:
                      f"{t['mixed_bfloat16']:.0f} ({100 * f['mixed_bfloat16']:.0f}%) | {r['bf16_speedup']:.2f}× | "
                      f"{r['generation_ecgs_per_s']:.0f} | {_rate(r.get('generation_ecgs_per_s_bf16'))} |")
     ref, speed = bench["reference_generators_ecgs_per_s"], bench["generation_speedup_vs"]
-    deepfake = (f"{ref['deepfake_ecg']:.0f} ECGs/s (the default recipe generates {speed['deepfake_ecg']:.1f}× faster)"
+    bf16 = next(iter(bench["recipes"].values())).get("generation_ecgs_per_s_bf16")
+    deepfake = (f"{ref['deepfake_ecg']:.0f} ECGs/s (the default recipe generates {speed['deepfake_ecg']:.1f}× faster"
+                + (f", {bf16 / ref['deepfake_ecg']:.1f}× in bf16)" if bf16 else ")")
                 if isinstance(ref["deepfake_ecg"], float) else ref["deepfake_ecg"])
     lines += ["", f"Reference generators timed in the same run: neurokit2 `ecg_simulate(method=\"multileads\")` "
                   f"{ref['neurokit2_multileads']:.2f} ECGs/s; DeepFake-ECG {deepfake}. Peak RSS "
