@@ -68,8 +68,9 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> GeneratorRun:
     """Load ``generator.keras``, ``config.json`` and the scaler of a finished training run.
 
     ``precision`` (:data:`PRECISIONS`): the generator is rebuilt in that policy with the trained
-    weights. On the 2-core development CPU (AMX) bf16 generation is ~1.5× faster, and its strong
-    C2ST on the 12 reference runs is within the test's null SD of float32's (README *Performance*).
+    weights. On the 2-core development CPU (AMX) bf16 generation is 1.5–1.8× faster (README
+    *Performance*), and its strong C2ST on the 12 reference runs is within the test's null SD of
+    float32's (README *Limitations*).
     """
     import keras
 
