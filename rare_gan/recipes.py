@@ -57,8 +57,9 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multiworker")
 ARCHITECTURES = ("research", "beat")
 RHYTHMS = ("free", "ectopic")
-MATCHED_STATISTICS = ("rr", "band")
 """How the beat generator's rhythm head draws RR intervals (see :func:`rare_gan.ecgnets.build_beat_generator`)."""
+MATCHED_STATISTICS = ("rr", "band")
+"""What summary-statistic matching can match (:attr:`TrainConfig.matched_statistics`, :mod:`rare_gan.matching`)."""
 ALL_RECORDS = "ALL"
 """``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
 

@@ -31,10 +31,10 @@ def test_lazy_r1_is_counted_at_its_rate(monkeypatch):
     monkeypatch.setattr(bench, "graph_flops", graph_flops)
     per_sample = bench.step_flops("beat", batch_size=8)
     (every, weight, every_step), (_, no_weight, without) = counted
-    assert every == 1 and weight > 0 and no_weight == 0.0 and bench._gan("beat", "float32", 8)[0].r1_every == 4
+    model, _ = bench._gan("beat", "float32", 8)
+    assert every == 1 and weight > 0 and no_weight == 0.0 and model.r1_every == 4
     assert every_step > 1.2 * without  # R1's second-order pass is real arithmetic
     assert per_sample == (without + (every_step - without) / 4)
-    model, _ = bench._gan("beat", "float32", 8)
     assert 3 * _forward_flops(model) < per_sample < 25 * _forward_flops(model), per_sample / _forward_flops(model)
 
 
