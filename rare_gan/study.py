@@ -212,13 +212,14 @@ def ablation_markdown(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> st
 
 
 def summarise(rows: Sequence[dict]) -> pd.DataFrame:
-    """Mean and range over GAN seeds per code × recipe × configuration, for the issue's columns."""
+    """Mean and range over GAN seeds per code × recipe × configuration × pretraining seed, for the issue's columns."""
     table = pd.DataFrame([r for r in rows if r["recipe"] != "real"])
     if table.empty:
         return table
+    table["pretraining"] = _pretraining(table)
     keys = [k for k in ROW_KEYS if k in table] + ["qrs_median_diff_ms", "pr_median_diff_ms", "train_seconds",
                                                   "pretrain_seconds"]
-    grouped = table.groupby(["code", "recipe", "configuration"], sort=False)
+    grouped = table.groupby(["code", "recipe", "configuration", "pretraining"], sort=False)
     out = grouped[keys].mean().round(3)
     out.insert(0, "n_seeds", grouped.size())
     for k in ("c2st_auroc", "tstr_auroc"):
@@ -226,7 +227,7 @@ def summarise(rows: Sequence[dict]) -> pd.DataFrame:
     return out.reset_index()
 
 
-ROW_KEY = ("code", "recipe", "configuration", "gan_seed", "family", "variant", "k_label", "draw")
+ROW_KEY = ("code", "recipe", "configuration", "gan_seed", "pretrain_seed", "family", "variant", "k_label", "draw")
 """Fields that identify a row: a later invocation replaces the rows it computes again and keeps the others."""
 
 
@@ -336,9 +337,16 @@ def _fmt(mean: float, lo: float | None = None, hi: float | None = None, digits: 
     return text + (f" ({lo:.{digits}f}–{hi:.{digits}f})" if lo is not None and hi is not None and hi > lo else "")
 
 
+def _pretraining(table: pd.DataFrame) -> pd.Series:
+    """Each run's pretraining seed as a group label ('' for a run without pretraining)."""
+    seeds = table["pretrain_seed"] if "pretrain_seed" in table else pd.Series(None, index=table.index)
+    return seeds.map(lambda s: "" if s is None or pd.isna(s) else str(int(s)))
+
+
 def realism_markdown(rows: Sequence[dict]) -> str:
-    """The README's realism table: per code × recipe × configuration, mean (range) over GAN seeds."""
+    """The README's realism table: per code × recipe × configuration × pretraining seed, mean (range) over GAN seeds."""
     table = pd.DataFrame(rows)
+    table["pretraining"] = _pretraining(table)
     runs = table[table["recipe"] != "real"]
     controls = table[table["recipe"] == "real"].set_index("code")
     controls = controls.loc[list(dict.fromkeys([c for c in runs["code"] if c in controls.index] + list(controls.index)))]
@@ -346,9 +354,11 @@ def realism_markdown(rows: Sequence[dict]) -> str:
               "classifier | W1 HR (bpm) | W1 RR-SD (ms) | ΔQRS / ΔPR (ms) | near-copies | NN distance ratio | "
               "pretrain + fine-tune (s) |")
     lines = [header, "|" + "|".join(["---"] * 14) + "|"]
-    for (code, recipe, configuration), g in runs.groupby(["code", "recipe", "configuration"], sort=False):
+    for (code, recipe, configuration, pretraining), g in runs.groupby(
+            ["code", "recipe", "configuration", "pretraining"], sort=False):
         cell = lambda k, d=3: _fmt(g[k].mean(), g[k].min(), g[k].max(), d)  # noqa: E731
-        lines.append(f"| {code} | {recipe} | {configuration} | {len(g)} | {cell('c2st_auroc')} | "
+        seeds = f"{len(g)}" + (f" on pretraining {pretraining}" if pretraining else "")
+        lines.append(f"| {code} | {recipe} | {configuration} | {seeds} | {cell('c2st_auroc')} | "
                      f"{cell('c2st_cnn_auroc')} | {cell('tstr_auroc')} | {_fmt(g['real_auroc_same_classifier'].mean())} | "
                      f"{cell('w1_hr_bpm', 1)} | {cell('w1_rr_sd_ms', 0)} | {g['qrs_median_diff_ms'].mean():.0f} / "
                      f"{g['pr_median_diff_ms'].mean():.0f} | {100 * g['near_copy_fraction'].mean():.1f}% | "
@@ -425,6 +435,9 @@ def claims_markdown(data: dict) -> str:
                          f"{acc} it. Real only: {g[g['variant'] == 'real']['auroc'].iloc[0]:.3f}.")
     real = pd.DataFrame(data.get("realism", {}).get("rows", []))
     runs = real[real["recipe"].isin(["beat", "research"])] if not real.empty else real
+    if not runs.empty:  # like for like: Initial and Modified fine-tune the first pretraining
+        runs = runs.assign(pretraining=_pretraining(runs))
+        runs = runs[runs["pretraining"] == runs.groupby(["code", "recipe"])["pretraining"].transform("min")]
     for (code, recipe), g in (runs.groupby(["code", "recipe"], sort=False) if not runs.empty else []):
         by = {c: g[g["configuration"] == c] for c in ("Initial", "Modified")}
         if any(v.empty for v in by.values()):

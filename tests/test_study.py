@@ -37,18 +37,25 @@ def test_write_results_replaces_recomputed_rows_and_keeps_the_rest(tmp_path):
     assert data["realism"]["commands"] == ["python -m rare_gan.study realism --seeds 0",
                                            "python -m rare_gan.study realism --seeds 1"]
     assert data["utility"]["rows"][0]["auroc"] == 0.96
+    study.write_results(path, "realism", [_run_row(seed=1, c2st=0.7, pretrain_seed=1)], "python -m rare_gan.study "
+                        "realism --seeds 1 --pretrain-seeds 1")
+    rows = json.loads(path.read_text())["realism"]["rows"]
+    assert sorted((r["pretrain_seed"], r["c2st_auroc"]) for r in rows if r.get("gan_seed") == 1) == [(0, 0.5), (1, 0.7)]
 
 
-def test_realism_table_gives_mean_and_range_over_seeds():
-    text = study.realism_markdown(_rows())
-    line = next(l for l in text.splitlines() if l.startswith("| PAC | beat | Initial |"))
-    assert "| 3 | 0.890 (0.880–0.900) |" in line
+def test_realism_table_gives_mean_and_range_over_seeds_per_pretraining():
+    text = study.realism_markdown(_rows() + [_run_row(seed=1, c2st=0.7, pretrain_seed=1)])
+    lines = [l for l in text.splitlines() if l.startswith("| PAC | beat | Initial |")]
+    assert "| 3 on pretraining 0 | 0.890 (0.880–0.900) |" in lines[0]
+    assert "| 1 on pretraining 1 | 0.700 |" in lines[1]
+    assert "| PAC | research | Initial | 1 | 1.000 |" in text
     assert "| PAC | 0.610 | 0.540 | 0.550 | 100% |" in text
 
 
 def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     results = tmp_path / "results.json"
-    study.write_results(results, "realism", _rows(), "python -m rare_gan.study realism")
+    study.write_results(results, "realism", _rows() + [_run_row(seed=1, c2st=0.7, pretrain_seed=1)],
+                        "python -m rare_gan.study realism")
     figures = tmp_path / "figures"
     figures.mkdir()
     (figures / "examples_PAC.png").write_bytes(b"png")
@@ -61,7 +68,7 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     assert "\nold\n" not in text and text.startswith("intro") and text.endswith("end\n")
     assert "0.890 (0.880–0.900)" in text and "command: `python -m rare_gan.study realism`" in text
     assert "![PAC: 4 real vs 4 synthetic ECGs](figures/examples_PAC.png)" in text
-    assert "pretraining on every training-fold record 30 min" in text and "150 s (median of 4 runs" in text
+    assert "30 min per data set and seed (cached; 2 pretraining(s)" in text and "(median of 5 runs" in text
     assert "Initial 3 / Modified 1 GAN seed(s)): strong C2ST Initial 0.890 vs Modified 0.950 — Initial closer" in text
     assert "Modified is not smoother than Initial (by more than 10%)" in text  # equal power above 15 Hz
     study.update_readme(readme, results, figures=figures)
