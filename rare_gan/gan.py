@@ -281,10 +281,11 @@ class ECGGAN(keras.Model):
         return cls(generator, discriminator, **config)
 
 
-def build_models(config: TrainConfig, n_labels: int = 0):
+def build_models(config: TrainConfig, n_labels: int = 0, discriminator: bool = True):
     """Generator and discriminator for ``config`` in its precision policy (the global policy is restored).
 
-    ``n_labels``: length of the multi-hot label vector of a conditional config.
+    ``n_labels``: length of the multi-hot label vector of a conditional config. ``discriminator=False``:
+    the generator only (``(generator, None)``), e.g. to rebuild a trained one in another precision.
     """
     from rare_gan import ecgnets, models
 
@@ -298,17 +299,18 @@ def build_models(config: TrainConfig, n_labels: int = 0):
             generator = ecgnets.build_beat_generator(latent_dim=config.latent_dim, n_labels=n_labels,
                                                      rhythm=config.beat_rhythm,
                                                      visible_beats=config.beat_visible)
-            discriminator = ecgnets.build_multiscale_discriminator(n_labels=n_labels,
-                                                                   scales=config.discriminator_scales)
+            critic = ecgnets.build_multiscale_discriminator(n_labels=n_labels, scales=config.discriminator_scales) \
+                if discriminator else None
         else:
             generator = models.build_generator(latent_dim=config.latent_dim, lead_consistent=config.lead_consistent,
                                                kernel_size=config.generator_kernel_size,
                                                upsample=config.generator_upsample, n_labels=n_labels)
-            discriminator = models.build_discriminator(dropout=config.discriminator_dropout,
-                                                       pooling=config.discriminator_pooling, n_labels=n_labels)
+            critic = models.build_discriminator(dropout=config.discriminator_dropout,
+                                                pooling=config.discriminator_pooling, n_labels=n_labels) \
+                if discriminator else None
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    return generator, discriminator
+    return generator, critic
 
 
 def discriminator_stages(discriminator) -> list[list]:

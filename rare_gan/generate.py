@@ -97,7 +97,7 @@ def _in_precision(generator, config: TrainConfig, precision: str):
     from rare_gan.gan import build_models
 
     n_labels = generator.inputs[1].shape[-1] if len(generator.inputs) > 1 else 0
-    rebuilt, _ = build_models(dataclasses.replace(config, precision=precision), n_labels=n_labels)
+    rebuilt, _ = build_models(dataclasses.replace(config, precision=precision), n_labels=n_labels, discriminator=False)
     try:
         rebuilt.set_weights(generator.get_weights())
     except ValueError as exc:
