@@ -98,8 +98,8 @@ class ECGGAN(keras.Model):
     uninterrupted run would have drawn. With ``conditional`` the batches are ``(ecgs, labels)``
     (multi-hot SCP codes) and fakes are generated for the batch's own labels, so label
     combinations keep their training frequency. A discriminator may return several logits per
-    ECG (one per scale): every loss averages over them. With ``matching`` (a beat generator; the
-    batches then carry each real record's RR statistics as a third element) the generator's loss
+    ECG (one per scale): every loss averages over them. With ``matching`` (a beat generator; when RR
+    statistics are matched, the batches carry each real record's as their last element) the generator's loss
     gets ``matching["weight"]`` × the summary-statistic gap of :mod:`rare_gan.matching`.
     """
 
@@ -119,7 +119,8 @@ class ECGGAN(keras.Model):
         self.augment = dict(augment) if augment else None  # kwargs of diff_augment, or None (off)
         self.conditional = bool(conditional)
         self.matching = dict(matching) if matching else None
-        if self.matching:
+        self._matches_rr = bool(self.matching) and "rr" in self.matching["statistics"]
+        if self._matches_rr:  # the RR statistics of its own R times: the generator also returns its rhythm
             from rare_gan.matching import with_rhythm
 
             self._with_rhythm = with_rhythm(generator)
@@ -216,7 +217,7 @@ class ECGGAN(keras.Model):
         """One discriminator and one generator update. Its control flow is static Python (the lazy R1
         is an explicit ``tf.cond``), so AutoGraph is skipped: that saves ~2 s of every trace."""
         real_rr = None
-        if self.matching:
+        if self._matches_rr:
             data, real_rr = data[:-1], data[-1]
             data = data if self.conditional else data[0]
         real, labels = data if self.conditional else (data, None)
@@ -243,7 +244,8 @@ class ECGGAN(keras.Model):
         extra = {}
         with tf.GradientTape() as tape:
             if self.matching:
-                generated, rhythm = self._generate(noise, labels, rhythm=True)
+                generated, rhythm = self._generate(noise, labels, rhythm=True) if self._matches_rr else \
+                    (self._generate(noise, labels), None)
                 extra["stats_gap"] = self.stats_gap(generated, rhythm, real, real_rr)
             else:
                 generated = self._generate(noise, labels)

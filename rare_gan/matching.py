@@ -105,13 +105,16 @@ def band_statistics(ecgs, fs: float = SAMPLING_RATE_HZ):
     return tf.reshape(tf.math.log(share + _LOG_FLOOR) / np.log(10.0), [tf.shape(x)[0], -1])
 
 
-def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray, batch_size: int = 256) -> dict:
-    """Means and SDs of the matched statistics over the real training records (the run's fixed constants)."""
+def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray | None = None, batch_size: int = 256) -> dict:
+    """Means and SDs of the matched statistics over the real training records (the run's fixed constants);
+    the RR ones only with ``rr_stats`` (band-only matching needs none)."""
     bands = np.concatenate([band_statistics(x_scaled[i:i + batch_size]).numpy()
                             for i in range(0, len(x_scaled), batch_size)])
     floor = lambda sd: np.maximum(sd, 1e-3).tolist()  # noqa: E731  a constant statistic must not blow up
-    return {"rr_mean": rr_stats.mean(axis=0).tolist(), "rr_sd": floor(rr_stats.std(axis=0)),
-            "band_mean": bands.mean(axis=0).tolist(), "band_sd": floor(bands.std(axis=0))}
+    out = {"band_mean": bands.mean(axis=0).tolist(), "band_sd": floor(bands.std(axis=0))}
+    if rr_stats is not None:
+        out.update(rr_mean=rr_stats.mean(axis=0).tolist(), rr_sd=floor(rr_stats.std(axis=0)))
+    return out
 
 
 def placed_and_detected_beats(run, n: int = 300, seed: int = 0) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -59,7 +60,7 @@ def test_the_gap_trains_the_rhythm_head():
         model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
                            matching={**stats, "statistics": statistics})
         with tf.GradientTape() as tape:
-            out, rhythm = model._with_rhythm(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
+            out, rhythm = matching.with_rhythm(generator)(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
             gap = model.stats_gap(out, rhythm, real, real_rr)
         grad = tape.gradient(gap, generator.get_layer("rr_deviation").kernel)
         gaps[tuple(statistics)] = float(gap)
@@ -68,7 +69,7 @@ def test_the_gap_trains_the_rhythm_head():
     assert gaps["rr", "band"] == pytest.approx(gaps["rr",] + gaps["band",], rel=1e-5)
     model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
                        matching={**stats, "statistics": ["band"]})
-    out, rhythm = model._with_rhythm(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
+    out, rhythm = matching.with_rhythm(generator)(tf.random.stateless_normal((8, 16), seed=[0, 1]), training=True)
     assert float(model.stats_gap(out, rhythm, real, 2.0 * real_rr)) == pytest.approx(gaps["band",])  # RR unused
 
 
@@ -127,6 +128,15 @@ def test_training_with_statistic_matching_records_the_gap(matched_run):
     assert "stats_gap" in history and np.isfinite(history["stats_gap"]).all() and (history["stats_gap"] > 0).all()
     saved = json.loads((folder / "config.json").read_text())["train"]
     assert saved["stats_weight"] == 1.0 and saved["beat_visible"] is True
+
+
+def test_band_only_matching_trains_without_rr_statistics(demo_dir, tmp_path):
+    config = dataclasses.replace(recipes.get_recipe("beat_matched").config("AFIB", profile="test", data_dir="demo"),
+                                 matched_statistics=("band",), epochs=1, steps_per_epoch=2)
+    data = train.prepare_training_data(config)
+    assert data.rr_stats is None  # no R-peak detection over the training records
+    history = train.train(config, tmp_path / "run", data=data)
+    assert np.isfinite(history["stats_gap"]).all() and (history["stats_gap"] > 0).all()
 
 
 def test_template_scale_sets_the_sharpness_and_bounds_the_ratio():
