@@ -114,8 +114,9 @@ def latent_vectors(n: int, latent_dim: int, seed: int) -> np.ndarray:
 def _inference_fn(generator):
     """A compiled inference function, built once per generator and kept on it.
 
-    Not XLA: on the 2-core development CPU ``jit_compile=True`` makes the beat generator 1.2× faster
-    but the research generator 2.2× slower and the bf16 beat generator 1.6× slower (measured).
+    Not XLA as a whole: on the 2-core development CPU ``jit_compile=True`` makes the beat generator
+    1.2× faster but the research generator 2.2× slower and the bf16 beat generator 1.6× slower
+    (measured); only the beat renderer's overlap-add is compiled (:class:`rare_gan.ecgnets.BeatRenderer`).
     """
     import tensorflow as tf
 
