@@ -509,10 +509,11 @@ def timing_markdown(rows: Sequence[dict]) -> str:
     lines = []
     beat, research = t[t["recipe"] == "beat"], t[t["recipe"] == "research"]
     if not beat.empty:
-        pre = beat.drop_duplicates("pretrain_seed")["pretrain_seconds"]
-        lines.append(f"- default recipe (`beat`, full profile): pretraining on every training-fold record "
-                     f"{pre.max() / 60:.0f} min per data set and seed (cached; {len(pre)} pretraining(s) in this "
-                     f"study), then fine-tuning one code × configuration {beat['train_seconds'].median():.0f} s "
+        pre = beat.drop_duplicates("pretrain_seed").sort_values("pretrain_seed")
+        each = " / ".join(f"{r.pretrain_seconds / 60:.0f} min (seed {r.pretrain_seed:.0f})" for r in pre.itertuples())
+        lines.append(f"- default recipe (`beat`, full profile): pretraining on every training-fold record, per data "
+                     f"set and seed, {each} (cached), then fine-tuning one code × configuration "
+                     f"{beat['train_seconds'].median():.0f} s "
                      f"(median of {len(beat)} runs, {beat['train_seconds'].min():.0f}–{beat['train_seconds'].max():.0f} s);")
     if not research.empty:
         lines.append(f"- `research` recipe (full profile, from scratch): {research['train_seconds'].median():.0f} s per "

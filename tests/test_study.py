@@ -68,7 +68,7 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     assert "\nold\n" not in text and text.startswith("intro") and text.endswith("end\n")
     assert "0.890 (0.880–0.900)" in text and "command: `python -m rare_gan.study realism`" in text
     assert "![PAC: 4 real vs 4 synthetic ECGs](figures/examples_PAC.png)" in text
-    assert "30 min per data set and seed (cached; 2 pretraining(s)" in text and "(median of 5 runs" in text
+    assert "per data set and seed, 30 min (seed 0) / 30 min (seed 1) (cached)" in text and "(median of 5 runs" in text
     assert "Initial 3 / Modified 1 GAN seed(s)): strong C2ST Initial 0.890 vs Modified 0.950 — Initial closer" in text
     assert "Modified is not smoother than Initial (by more than 10%)" in text  # equal power above 15 Hz
     study.update_readme(readme, results, figures=figures)
