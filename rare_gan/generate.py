@@ -122,7 +122,7 @@ def _inference_fn(generator):
 
     if getattr(generator, "_rare_gan_infer", None) is None:
         generator._rare_gan_infer = tf.function(lambda inputs: tf.cast(generator(inputs, training=False), tf.float32),
-                                                reduce_retracing=True)
+                                                reduce_retracing=True, autograph=False)  # no control flow to convert
     return generator._rare_gan_infer
 
 
