@@ -61,9 +61,9 @@ class BeatRenderer(layers.Layer):
     neighbouring samples by linear interpolation (differentiable in t_k), and the beats are
     overlap-added (a scatter-add, whose gradient is a gather). The placement is compiled by XLA
     (``jit_compile``): its interpolation and scatter are memory-bound, and fused they run 2.4×
-    faster on the 2-core development CPU, which makes bf16 generation 1.2–1.5× and fp32 training
-    ~1.07× faster (paired timings in one process); bf16 *training* was not faster with it (−9% to
-    +7%), so it stays uncompiled there.
+    faster on the 2-core development CPU, which makes bf16 generation 1.2–1.5× faster (paired timings
+    in one process); training steps were not measurably faster with it (paired timings within the
+    machine's ±15% noise, one bf16 reading 9% slower), so bf16 training stays uncompiled.
     """
 
     def __init__(self, length: int = N_SAMPLES, r_offset: int = 30, max_rr_log_dev: float = 0.6,
