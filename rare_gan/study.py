@@ -435,9 +435,9 @@ def claims_markdown(data: dict) -> str:
                          f"{acc} it. Real only: {g[g['variant'] == 'real']['auroc'].iloc[0]:.3f}.")
     real = pd.DataFrame(data.get("realism", {}).get("rows", []))
     runs = real[real["recipe"].isin(["beat", "research"])] if not real.empty else real
-    if not runs.empty:  # like for like: Initial and Modified fine-tune the first pretraining
-        runs = runs.assign(pretraining=_pretraining(runs))
-        runs = runs[runs["pretraining"] == runs.groupby(["code", "recipe"])["pretraining"].transform("min")]
+    if not runs.empty:  # like for like: Initial and Modified fine-tune the first pretraining (-1: none)
+        seed = runs["pretrain_seed"].fillna(-1) if "pretrain_seed" in runs else pd.Series(-1, index=runs.index)
+        runs = runs[seed == seed.groupby([runs["code"], runs["recipe"]]).transform("min")]
     for (code, recipe), g in (runs.groupby(["code", "recipe"], sort=False) if not runs.empty else []):
         by = {c: g[g["configuration"] == c] for c in ("Initial", "Modified")}
         if any(v.empty for v in by.values()):
