@@ -80,7 +80,12 @@ def graph_flops(model, batch) -> float:
     options["output"] = "none"
     graph = tf.function(model.train_step).get_concrete_function(batch).graph
     size = int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
-    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / size
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # the v1 profiler logs a deprecation warning per call; the count is what matters
+    try:
+        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / size
+    finally:
+        logger.setLevel(level)
 
 
 def step_flops(recipe: str, batch_size: int = 64) -> float:
@@ -190,6 +195,18 @@ def bf16_hardware() -> dict:
             "bf16_matrix_units": bool({"amx_bf16", "avx512_bf16"} & flags) or any(c and c[0] >= 8 for c in gpus)}
 
 
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else the platform's processor string: the
+    timings depend on it (AMX or not, cache sizes), so every benchmark JSON names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str = "default",
         batch_size: int = 64, ablations: bool = False) -> dict:
     """Run every measurement; return the results as a dict."""
@@ -199,7 +216,8 @@ def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str
     from rare_gan import generate, models
 
     repeats, window = (2, 2.0) if quick else (5, 4.0)
-    result = {"machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+    result = {"machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(),
+                          "processor": platform.processor() or platform.machine(),
                           "tensorflow": tf.__version__, "keras": keras.__version__,
                           "tensorflow_built_with_cuda": tf.test.is_built_with_cuda(),
                           "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], **bf16_hardware()},

@@ -461,10 +461,13 @@ def claims_markdown(data: dict) -> str:
 
 def performance_markdown(bench: dict) -> str:
     """The README's performance table from a ``python -m rare_gan.bench`` JSON."""
-    m = bench["matmul_gflops"]
-    lines = [f"Measured by `python -m rare_gan.bench` in one run ({bench['machine']['cpu_count']} cores, TensorFlow "
-             f"{bench['machine']['tensorflow']}, bf16 matrix units: {bench['machine'].get('bf16_matrix_units')}, "
-             f"GPUs: {bench['machine']['gpus'] or 'none'}); matmul {m['float32']:.0f} GFLOP/s fp32, "
+    m, machine = bench["matmul_gflops"], bench["machine"]
+    units = [name for name, key in (("AMX", "cpu_amx_bf16"), ("AVX-512-BF16", "cpu_avx512_bf16")) if machine.get(key)]
+    cpu = f"{machine['cpu_model']}, " if machine.get("cpu_model") else ""
+    lines = [f"Measured by `python -m rare_gan.bench` in one run ({cpu}{machine['cpu_count']} cores, TensorFlow "
+             f"{machine['tensorflow']}, bf16 matrix units: {machine.get('bf16_matrix_units')}"
+             + (f" ({' + '.join(units)})" if units else "") + ", "
+             f"GPUs: {machine['gpus'] or 'none'}); matmul {m['float32']:.0f} GFLOP/s fp32, "
              f"{m['bfloat16']:.0f} GFLOP/s bf16. FLOPs per training sample are counted by TensorFlow's graph profiler "
              "on the recipe's whole training step (both networks, forward and backward, the R1 penalty's second-order "
              "pass at its lazy rate, every discriminator scale).", "",

@@ -84,3 +84,6 @@ def test_performance_table_is_rendered_from_the_benchmark():
     beat["generation_ecgs_per_s_bf16"] = 3890.4
     row = next(line for line in study.performance_markdown(bench).splitlines() if line.startswith("| beat |"))
     assert row.endswith(f"| {beat['generation_ecgs_per_s']:.0f} | 3890 |") and row.count("|") == 10
+    bench["machine"].update(cpu_model="AMD EPYC", cpu_amx_bf16=False, cpu_avx512_bf16=True, bf16_matrix_units=True)
+    assert "in one run (AMD EPYC, 2 cores, TensorFlow" in study.performance_markdown(bench)
+    assert "bf16 matrix units: True (AVX-512-BF16), GPUs: none" in study.performance_markdown(bench)
