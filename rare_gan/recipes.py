@@ -38,6 +38,12 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     table, 3 GAN seeds): closer to real than ``beat`` for CLBBB, not for PAC, PVC or AFIB — the
     detector still counts other beats than were placed in most ECGs (README *Limitations*).
 
+``beat_visible_ectopic`` (a candidate)
+    ``beat`` with visible beats (as ``beat_matched``), the ectopic rhythm head (as ``beat_ectopic``)
+    and band-power matching only (as ``beat_band``, but in both stages; no RR statistics, so nothing
+    depends on a detector agreeing with the placed beats). Asks whether the ectopic head learns its
+    prematurity and pause once every placed beat is one the detector sees.
+
 The number of steps of each stage depends on the profile (``test``, ``quick``, ``full``):
 :meth:`Recipe.config` builds the config of one stage of one run.
 """
@@ -328,6 +334,11 @@ RECIPES["beat_band"] = dataclasses.replace(
     RECIPES["beat"], name="beat_band", pretraining_of="beat",
     finetune={**RECIPES["beat"].finetune, "stats_weight": 1.0, "matched_statistics": ("band",)},
     summary="the default recipe fine-tuned with band-power matching (shares its pretraining; a candidate)")
+RECIPES["beat_visible_ectopic"] = dataclasses.replace(
+    RECIPES["beat"], name="beat_visible_ectopic",
+    settings={**RECIPES["beat"].settings, "beat_visible": True, "beat_rhythm": "ectopic", "stats_weight": 1.0,
+              "matched_statistics": ("band",)},
+    summary="the default recipe with visible beats, ectopic timing and band-power matching in both stages (a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

@@ -84,6 +84,17 @@ def test_beat_band_fine_tunes_with_band_matching_on_the_default_pretraining():
         recipes.TrainConfig(target=["PAC"], matched_statistics=("qrs",))
 
 
+def test_beat_visible_ectopic_matches_band_powers_in_both_stages_with_its_own_pretraining():
+    spec = recipes.get_recipe("beat_visible_ectopic")
+    for stage in ("pretrain", "finetune"):
+        config = spec.config("PAC", stage=stage)
+        assert (config.beat_visible, config.beat_rhythm, config.stats_weight, config.matched_statistics) == \
+            (True, "ectopic", 1.0, ("band",))
+    assert spec.pretraining_of is None and spec.config(None, stage="pretrain").recipe == "beat_visible_ectopic"
+    generator, _ = gan.build_models(spec.config("PAC", stage="pretrain"), n_labels=3)
+    assert {"template_scale", "ectopic_timing", "rr_jitter"} <= {layer.name for layer in generator.layers}
+
+
 def test_digests_leave_out_settings_at_their_default():
     """A new setting whose default keeps the old behaviour must not orphan existing runs and caches."""
     config = recipes.TrainConfig(target=["PAC"], architecture="beat")
