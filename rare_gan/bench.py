@@ -178,33 +178,31 @@ def step_ablations(recipe: str = "beat", repeats: int = 3, min_seconds: float = 
     return rates
 
 
+def _cpuinfo_field(name: str) -> str:
+    """The first ``name`` line of ``/proc/cpuinfo`` (Linux), stripped; "" where there is none."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name)), "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, else the platform's processor string: the
+    timings depend on it (AMX or not, cache sizes), so every benchmark JSON names it."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
 def bf16_hardware() -> dict:
     """Whether this machine has bf16 matrix units: AMX / AVX-512-BF16 CPU flags, or a GPU of compute capability ≥ 8."""
     import tensorflow as tf
 
-    flags = set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-    except OSError:
-        pass
+    flags = set(_cpuinfo_field("flags").split())
     gpus = [tf.config.experimental.get_device_details(g).get("compute_capability") for g in
             tf.config.list_physical_devices("GPU")]
     return {"cpu_amx_bf16": "amx_bf16" in flags, "cpu_avx512_bf16": "avx512_bf16" in flags,
             "gpu_compute_capabilities": [list(c) if c else None for c in gpus],
             "bf16_matrix_units": bool({"amx_bf16", "avx512_bf16"} & flags) or any(c and c[0] >= 8 for c in gpus)}
-
-
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else the platform's processor string: the
-    timings depend on it (AMX or not, cache sizes), so every benchmark JSON names it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str = "default",
