@@ -272,6 +272,17 @@ class Recipe:
     """Another recipe whose pretraining stage this one shares (same run, same cache folder): a recipe
     that differs from it in fine-tuning only."""
 
+    def __post_init__(self) -> None:
+        if self.pretraining_of is None:
+            return
+        shared = get_recipe(self.pretraining_of)
+        if not (self.pretrained and shared.pretrained):
+            raise ValueError(f"recipe {self.name!r} shares the pretraining of {self.pretraining_of!r}: "
+                             "both need a pretraining stage")
+        if (self.settings, self.pretrain) != (shared.settings, shared.pretrain):
+            raise ValueError(f"recipe {self.name!r} shares the pretraining of {self.pretraining_of!r} but its "
+                             "settings or pretraining fields differ from that recipe's; only fine-tuning may differ")
+
     @property
     def pretrained(self) -> bool:
         return self.pretrain is not None
@@ -300,6 +311,13 @@ def _budget(pretrain: tuple[int, int] | None, finetune: tuple[int, int]) -> dict
     if pretrain:
         stages["pretrain"] = {"epochs": pretrain[0], "steps_per_epoch": pretrain[1]}
     return stages
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; a clear error listing the known ones otherwise."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    return RECIPES[name]
 
 
 RECIPES: dict[str, Recipe] = {
@@ -340,13 +358,6 @@ RECIPES["beat_visible_ectopic"] = dataclasses.replace(
               "matched_statistics": ("band",)},
     summary="the default recipe with visible beats, ectopic timing and band-power matching in both stages (a candidate)")
 DEFAULT_RECIPE = "beat"
-
-
-def get_recipe(name: str) -> Recipe:
-    """The recipe called ``name``; a clear error listing the known ones otherwise."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
-    return RECIPES[name]
 
 
 __all__ = ["TrainConfig", "Experiment", "EXPERIMENTS", "Recipe", "RECIPES", "DEFAULT_RECIPE", "get_recipe", "INITIAL", "MODIFIED", "ALL_RECORDS"]

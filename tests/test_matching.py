@@ -82,6 +82,12 @@ def test_beat_band_fine_tunes_with_band_matching_on_the_default_pretraining():
     assert tuned.freeze_discriminator == beat.config("PAC").freeze_discriminator
     with pytest.raises(ValueError, match="matched_statistics"):
         recipes.TrainConfig(target=["PAC"], matched_statistics=("qrs",))
+    with pytest.raises(ValueError, match="only fine-tuning may differ"):
+        dataclasses.replace(band, name="bad", settings={**band.settings, "beat_visible": True})
+    with pytest.raises(ValueError, match="both need a pretraining stage"):
+        dataclasses.replace(band, name="bad", pretraining_of="research")
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        dataclasses.replace(band, name="bad", pretraining_of="nope")
 
 
 def test_beat_visible_ectopic_matches_band_powers_in_both_stages_with_its_own_pretraining():
