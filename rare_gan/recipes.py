@@ -43,6 +43,10 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     and band-power matching only (as ``beat_band``, but in both stages; no RR statistics, so nothing
     depends on a detector agreeing with the placed beats). Asks whether the ectopic head learns its
     prematurity and pause once every placed beat is one the detector sees.
+``beat_visible_ectopic_rr`` (a candidate)
+    ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
+    the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
+    adversarial training leaves at their starting values (README *Limitations*).
 
 The number of steps of each stage depends on the profile (``test``, ``quick``, ``full``):
 :meth:`Recipe.config` builds the config of one stage of one run.
@@ -357,6 +361,10 @@ RECIPES["beat_visible_ectopic"] = dataclasses.replace(
     settings={**RECIPES["beat"].settings, "beat_visible": True, "beat_rhythm": "ectopic", "stats_weight": 1.0,
               "matched_statistics": ("band",)},
     summary="the default recipe with visible beats, ectopic timing and band-power matching in both stages (a candidate)")
+RECIPES["beat_visible_ectopic_rr"] = dataclasses.replace(
+    RECIPES["beat_visible_ectopic"], name="beat_visible_ectopic_rr", pretraining_of="beat_visible_ectopic",
+    finetune={**RECIPES["beat_visible_ectopic"].finetune, "matched_statistics": ("rr", "band")},
+    summary="beat_visible_ectopic's pretraining fine-tuned with RR and band-power matching (a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

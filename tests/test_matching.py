@@ -99,6 +99,10 @@ def test_beat_visible_ectopic_matches_band_powers_in_both_stages_with_its_own_pr
     assert spec.pretraining_of is None and spec.config(None, stage="pretrain").recipe == "beat_visible_ectopic"
     generator, _ = gan.build_models(spec.config("PAC", stage="pretrain"), n_labels=3)
     assert {"template_scale", "ectopic_timing", "rr_jitter"} <= {layer.name for layer in generator.layers}
+    rr = recipes.get_recipe("beat_visible_ectopic_rr")
+    assert rr.config(None, stage="pretrain", seed=2) == spec.config(None, stage="pretrain", seed=2)  # shared
+    assert rr.config("PAC").matched_statistics == ("rr", "band")
+    assert train.config_digest(rr.config("PAC")) != train.config_digest(spec.config("PAC"))
 
 
 def test_digests_leave_out_settings_at_their_default():
