@@ -137,31 +137,52 @@ class EctopicTiming(layers.Layer):
     """RR deviation logits with the timing of ectopic beats built in: ``(deviations, choice, jitter) -> deviations'``.
 
     Each of the ``n_templates`` beat shapes m has a learnt prematurity a_m ≥ 0 and pause b_m ≥ 0
-    (softplus, starting near 0): a beat k drawn as template m shortens the interval *before* it
+    (softplus(``rate`` · w), both starting at ``start`` for every template, which leaves a regular
+    rhythm of one template unchanged): a beat k drawn as template m shortens the interval *before* it
     by a_m and lengthens the one *after* it by b_m (compensatory pause), so RR intervals around a
     premature beat alternate short–long as in real PAC/PVC records (negative lag-1 autocorrelation)
     instead of having to be learnt beat by beat. ``jitter`` (batch, n_beats) adds beat-to-beat
     irregularity that is independent between beats (atrial fibrillation), which a smooth MLP
     readout of the latent code rarely makes. Indexing as in :class:`BeatRenderer`: deviation k is
     the interval from beat k to beat k + 1.
+
+    The default ``start`` (softplus(−4) ≈ 0.018) lies where softplus is nearly flat: Adam moves w by
+    about one learning rate per step, so a and b then move by 0.018 of that and were measured to stay
+    at their starting value through pretraining and fine-tuning. A plausible ``start`` (0.3: an RR
+    about 16% short or long) and ``rate`` > 1 (the parameters' own learning-rate factor) let them move.
     """
+
+    def __init__(self, start: float = float(np.log1p(np.exp(-4.0))), rate: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not (start > 0 and rate > 0):
+            raise ValueError(f"EctopicTiming needs start > 0 and rate > 0, got start={start!r}, rate={rate!r}")
+        self.start = float(start)
+        self.rate = float(rate)
 
     def build(self, deviations_shape, choice_shape, jitter_shape):
         n_templates = choice_shape[-1]
-        start = keras.initializers.Constant(-4.0)
+        start = keras.initializers.Constant(float(np.log(np.expm1(self.start))) / self.rate)
         self.prematurity = self.add_weight(shape=(n_templates,), initializer=start, name="prematurity")
         self.pause = self.add_weight(shape=(n_templates,), initializer=start, name="pause")
 
+    def timing(self):
+        """The prematurity a_m and pause b_m of every template (n_templates,) each, in RR-deviation units."""
+        return keras.ops.softplus(self.rate * self.prematurity), keras.ops.softplus(self.rate * self.pause)
+
     def call(self, deviations, choice, jitter):
         choice = keras.ops.cast(choice, "float32")
-        early = keras.ops.matmul(choice, keras.ops.softplus(self.prematurity))  # (batch, beats)
-        later = keras.ops.matmul(choice, keras.ops.softplus(self.pause))
+        prematurity, pause = self.timing()
+        early = keras.ops.matmul(choice, prematurity)  # (batch, beats)
+        later = keras.ops.matmul(choice, pause)
         early_next = keras.ops.pad(early[:, 1:], [[0, 0], [0, 1]])
         out = keras.ops.cast(deviations, "float32") - early_next + later + keras.ops.cast(jitter, "float32")
         return keras.ops.cast(out, self.compute_dtype)
 
     def compute_output_shape(self, deviations_shape, choice_shape, jitter_shape):
         return deviations_shape
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "rate": self.rate}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -314,6 +335,8 @@ def build_beat_generator(
     rhythm: str = "free",
     visible_beats: bool = False,
     template_slope: float = 0.03,
+    ectopic_start: float = float(np.log1p(np.exp(-4.0))),
+    ectopic_rate: float = 1.0,
 ) -> keras.Model:
     """Beat-and-rhythm generator ``[z, labels] -> ECG (batch, 1000, 12)`` in scaled units (see module doc).
 
@@ -335,7 +358,8 @@ def build_beat_generator(
 
     ``rhythm``: "free" (per-beat RR deviations read out of the latent code) or "ectopic"
     (:class:`EctopicTiming`: the beat's template sets the prematurity and pause around it, plus
-    independent per-beat jitter at a learnt level).
+    independent per-beat jitter at a learnt level; ``ectopic_start`` and ``ectopic_rate`` are its
+    ``start`` and ``rate``).
 
     ``visible_beats``: every template is drawn at a learnt per-ECG sharpness (RMS of the first
     difference, starting near ``template_slope`` scaled units per sample) and the templates of one
@@ -371,7 +395,7 @@ def build_beat_generator(
                          name="rr_jitter_level")(h))
         jitter = layers.Multiply(name="rr_jitter")([layers.Reshape((n_beats,), name="rr_jitter_flat")(
             ProjectedNoise(n_beats, 1, seed=4321, name="rr_jitter_source")(z)), jitter_level])
-        deviations = EctopicTiming(name="ectopic_timing")(deviations, choice, jitter)
+        deviations = EctopicTiming(ectopic_start, ectopic_rate, name="ectopic_timing")(deviations, choice, jitter)
     rhythm = layers.Concatenate(name="rhythm")([rate_phase, deviations])
 
     start = beat_length // 2 ** len(template_channels)

@@ -300,7 +300,9 @@ def build_models(config: TrainConfig, n_labels: int = 0, discriminator: bool = T
         if config.architecture == "beat":
             generator = ecgnets.build_beat_generator(latent_dim=config.latent_dim, n_labels=n_labels,
                                                      rhythm=config.beat_rhythm,
-                                                     visible_beats=config.beat_visible)
+                                                     visible_beats=config.beat_visible,
+                                                     ectopic_start=config.ectopic_start,
+                                                     ectopic_rate=config.ectopic_rate)
             critic = ecgnets.build_multiscale_discriminator(n_labels=n_labels, scales=config.discriminator_scales) \
                 if discriminator else None
         else:

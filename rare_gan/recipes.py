@@ -43,6 +43,10 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     and band-power matching only (as ``beat_band``, but in both stages; no RR statistics, so nothing
     depends on a detector agreeing with the placed beats). Asks whether the ectopic head learns its
     prematurity and pause once every placed beat is one the detector sees.
+``beat_visible_ectopic_init`` (a candidate)
+    ``beat_visible_ectopic`` with the ectopic head's prematurity and pause started at a plausible
+    value (0.3 RR-deviation units instead of 0.018, where softplus is flat) and given their own
+    learning-rate factor (10), so Adam's steps can move them (its own pretraining).
 ``beat_visible_ectopic_rr`` (a candidate)
     ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
     the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
@@ -55,6 +59,7 @@ The number of steps of each stage depends on the profile (``test``, ``quick``, `
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 INITIAL = {"lr_generator": 2e-4, "lr_discriminator": 2e-4}
@@ -127,6 +132,11 @@ class TrainConfig:
     beat_rhythm: str = "free"
     """Beat architecture: how the rhythm head draws RR intervals, 'free' or 'ectopic' (template-driven
     prematurity and compensatory pause plus independent per-beat jitter; :class:`rare_gan.ecgnets.EctopicTiming`)."""
+    ectopic_start: float = math.log1p(math.exp(-4.0))
+    """Ectopic rhythm: starting prematurity and pause of every template in RR-deviation units (≈ 0.018
+    by default, where softplus is flat; :class:`rare_gan.ecgnets.EctopicTiming`)."""
+    ectopic_rate: float = 1.0
+    """Ectopic rhythm: learning-rate factor of the prematurity and pause parameters."""
     beat_visible: bool = False
     """Beat architecture: every beat template at a learnt per-ECG sharpness, templates within 2× of
     each other (:class:`rare_gan.ecgnets.TemplateScale`), so no placed beat is invisible."""
@@ -206,6 +216,9 @@ class TrainConfig:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.beat_rhythm not in RHYTHMS:
             raise ValueError(f"beat_rhythm must be one of {RHYTHMS}, got {self.beat_rhythm!r}")
+        if not (self.ectopic_start > 0 and self.ectopic_rate > 0):
+            raise ValueError(f"ectopic_start and ectopic_rate must be > 0, got {self.ectopic_start!r}, "
+                             f"{self.ectopic_rate!r}")
         if self.stats_weight < 0:
             raise ValueError(f"stats_weight must be >= 0, got {self.stats_weight!r}")
         if self.stats_weight and self.architecture != "beat":
@@ -365,6 +378,11 @@ RECIPES["beat_visible_ectopic_rr"] = dataclasses.replace(
     RECIPES["beat_visible_ectopic"], name="beat_visible_ectopic_rr", pretraining_of="beat_visible_ectopic",
     finetune={**RECIPES["beat_visible_ectopic"].finetune, "matched_statistics": ("rr", "band")},
     summary="beat_visible_ectopic's pretraining fine-tuned with RR and band-power matching (a candidate)")
+RECIPES["beat_visible_ectopic_init"] = dataclasses.replace(
+    RECIPES["beat_visible_ectopic"], name="beat_visible_ectopic_init",
+    settings={**RECIPES["beat_visible_ectopic"].settings, "ectopic_start": 0.3, "ectopic_rate": 10.0},
+    summary="beat_visible_ectopic with prematurity and pause started at 0.3 and their own learning-rate factor 10 "
+            "(a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

@@ -207,3 +207,29 @@ def test_placed_and_detected_beats_counts_the_renderers_beats(matched_run):
     t = g.get_layer("render").r_times(keras.Model(g.inputs, g.get_layer("rhythm").output)(inputs)).numpy()
     placed = ((t >= matching.R_EDGE_SAMPLES) & (t < 1000 - matching.R_EDGE_SAMPLES)).sum(axis=1)
     assert counts["placed_median"] == pytest.approx(float(np.median(placed)))
+
+
+def test_beat_visible_ectopic_init_starts_prematurity_and_pause_where_they_can_move():
+    """The candidate's ectopic head starts at 0.3 (not softplus(-4) = 0.018) with learning-rate factor 10:
+    one unit step of the raw weight moves softplus by far more, and a regular rhythm is left unchanged."""
+    spec = recipes.get_recipe("beat_visible_ectopic_init")
+    config = spec.config("PAC", label_codes=["A", "B"])
+    assert (config.ectopic_start, config.ectopic_rate, config.beat_rhythm) == (0.3, 10.0, "ectopic")
+    assert spec.pretraining_of is None  # its own pretraining: the starting values differ
+    old = recipes.get_recipe("beat_visible_ectopic").config("PAC")
+    assert train.config_digest(old) == train.config_digest(dataclasses.replace(old, ectopic_rate=1.0))
+    layer = gan.build_models(config, n_labels=2, discriminator=False)[0].get_layer("ectopic_timing")
+    prematurity, pause = (np.asarray(v) for v in layer.timing())
+    np.testing.assert_allclose(prematurity, 0.3, rtol=1e-5)
+    np.testing.assert_allclose(pause, 0.3, rtol=1e-5)
+    for w in (layer.prematurity, layer.pause):
+        w.assign(w + 0.01)  # one Adam-sized step of lr 0.01 on the raw weight
+    moved = np.asarray(layer.timing()[0])[0] - 0.3
+    assert 0.02 < moved < 0.03  # 10 × 0.01 × softplus'(.) = 0.1 × 0.26
+    deviations = np.linspace(-0.2, 0.2, 6, dtype="float32")[None]
+    choice = np.zeros((1, 6, 3), "float32")
+    choice[..., 1] = 1.0  # one template throughout: prematurity and pause cancel
+    out = np.asarray(layer(deviations, choice, np.zeros((1, 6), "float32")))[0]
+    np.testing.assert_allclose(out[:-1], deviations[0, :-1], atol=1e-6)
+    with pytest.raises(ValueError, match="ectopic_start and ectopic_rate must be > 0"):
+        recipes.TrainConfig(target="PAC", ectopic_start=0.0)
