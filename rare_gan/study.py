@@ -468,7 +468,8 @@ def performance_markdown(bench: dict) -> str:
              f"{machine['tensorflow']}, bf16 matrix units: {machine.get('bf16_matrix_units')}"
              + (f" ({' + '.join(units)})" if units else "") + ", "
              f"GPUs: {machine['gpus'] or 'none'}); matmul {m['float32']:.0f} GFLOP/s fp32, "
-             f"{m['bfloat16']:.0f} GFLOP/s bf16. FLOPs per training sample are counted by TensorFlow's graph profiler "
+             f"{m['bfloat16']:.0f} GFLOP/s bf16{_matmul_spread(bench)}. FLOPs per training sample are counted by "
+             "TensorFlow's graph profiler "
              "on the recipe's whole training step (both networks, forward and backward, the R1 penalty's second-order "
              "pass at its lazy rate, every discriminator scale).", "",
              "| recipe | G / D parameters | forward MFLOP G / D | MFLOP per training sample | training samples/s "
@@ -497,6 +498,20 @@ def performance_markdown(bench: dict) -> str:
                           f"{name} {rate:.0f} ({100 * (rate / base - 1):+.0f}%)"
                           for name, rate in ablations.items() if name != "as is") + "."]
     return "\n".join(lines)
+
+
+def _matmul_spread(bench: dict) -> str:
+    """How the matmul rate measured before and after the training timings compares (shares use the higher)."""
+    first_last = bench.get("matmul_gflops_first_last")
+    if not first_last:
+        return ""
+    fp32, bf16 = first_last["float32"], first_last["bfloat16"]
+    text = (f" (the higher of two measurements, before and after the training timings: fp32 {fp32[0]:.0f} / "
+            f"{fp32[1]:.0f}, bf16 {bf16[0]:.0f} / {bf16[1]:.0f})")
+    if not bench.get("matmul_rate_stable", True):
+        text += (" — **the machine's speed changed by more than 15% during this run** (a shared virtual machine), "
+                 "so the shares of the matmul rate below are uncertain")
+    return text
 
 
 def _rate(value) -> str:

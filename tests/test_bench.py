@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 from rare_gan import bench, models
 from tests.conftest import REPO
@@ -78,3 +79,29 @@ def test_step_ablations_change_one_thing_each(monkeypatch):
     assert calls == [(64, {}), (64, {"r1_weight": 0.0}), (64, {"diff_augment": False}),
                      (64, {"discriminator_scales": (1,)}), (128, {})]
     assert bench.STEP_ABLATIONS["batch 128"] == {"batch_size": 128}  # not consumed by the call
+
+
+def test_matmul_rate_is_measured_before_and_after_the_timings(monkeypatch):
+    """Shares of the matmul rate use the higher of two measurements; a >15% drift is flagged, and rendered."""
+    from rare_gan import generate, study
+
+    rates = {"float32": iter([300e9, 200e9]), "bfloat16": iter([900e9, 880e9])}
+    monkeypatch.setattr(bench, "matmul_flops", lambda dtype: next(rates[dtype]))
+    network = types.SimpleNamespace(count_params=lambda: 10)
+    monkeypatch.setattr(bench, "training_rate", lambda recipe, precision, *a, **k: (
+        {"float32": 100.0, "mixed_bfloat16": 150.0}[precision], network, network))
+    monkeypatch.setattr(models, "flops_per_sample", lambda model: 1e6)
+    monkeypatch.setattr(bench, "step_flops", lambda recipe: 1e9)
+    monkeypatch.setattr(generate, "generation_rate", lambda generator, n: 1000.0)
+    monkeypatch.setattr(bench, "neurokit_rate", lambda n: 2.0)
+    monkeypatch.setattr(bench, "deepfake_rate", lambda n: "not installed")
+    result = bench.run(quick=True, recipes_to_time=("research",))
+    assert result["matmul_gflops"] == {"float32": 300.0, "bfloat16": 900.0}
+    assert result["matmul_gflops_first_last"] == {"float32": [300.0, 200.0], "bfloat16": [900.0, 880.0]}
+    assert result["matmul_rate_stable"] is False  # fp32 fell by a third
+    shares = result["recipes"]["research"]["training_fraction_of_matmul_rate"]
+    assert shares == {"float32": 100 * 1e9 / 300e9, "mixed_bfloat16": 150 * 1e9 / 900e9}
+    text = study.performance_markdown(result)
+    assert "fp32 300 / 200, bf16 900 / 880)" in text and "changed by more than 15%" in text
+    result["matmul_rate_stable"] = True
+    assert "changed by more than 15%" not in study.performance_markdown(result)
