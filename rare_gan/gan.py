@@ -302,7 +302,8 @@ def build_models(config: TrainConfig, n_labels: int = 0, discriminator: bool = T
                                                      rhythm=config.beat_rhythm,
                                                      visible_beats=config.beat_visible,
                                                      ectopic_start=config.ectopic_start,
-                                                     ectopic_rate=config.ectopic_rate)
+                                                     ectopic_rate=config.ectopic_rate,
+                                                     lead_rank=config.lead_rank)
             critic = ecgnets.build_multiscale_discriminator(n_labels=n_labels, scales=config.discriminator_scales) \
                 if discriminator else None
         else:

@@ -47,6 +47,12 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     ``beat_visible_ectopic`` with the ectopic head's prematurity and pause started at a plausible
     value (0.3 RR-deviation units instead of 0.018, where softplus is flat) and given their own
     learning-rate factor (10), so Adam's steps can move them (its own pretraining).
+``beat_lead_field`` (a candidate)
+    ``beat_visible_ectopic_init`` with beat templates and residual drawn as 4 cardiac source signals
+    and projected onto the 8 independent leads by a per-ECG lead-field matrix
+    (:class:`rare_gan.ecgnets.LeadField`), as real leads are projections of the heart's dipole.
+    Aimed at the inter-lead correlations that give the other candidates away (V5–V6, V1–V6; its
+    own pretraining).
 ``beat_visible_ectopic_rr`` (a candidate)
     ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
     the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
@@ -137,6 +143,9 @@ class TrainConfig:
     by default, where softplus is flat; :class:`rare_gan.ecgnets.EctopicTiming`)."""
     ectopic_rate: float = 1.0
     """Ectopic rhythm: learning-rate factor of the prematurity and pause parameters."""
+    lead_rank: int = 0
+    """Beat architecture: draw beats and residual as this many cardiac source signals projected onto the 8
+    leads by a per-ECG lead field (:class:`rare_gan.ecgnets.LeadField`); 0 = every lead drawn freely."""
     beat_visible: bool = False
     """Beat architecture: every beat template at a learnt per-ECG sharpness, templates within 2× of
     each other (:class:`rare_gan.ecgnets.TemplateScale`), so no placed beat is invisible."""
@@ -219,6 +228,8 @@ class TrainConfig:
         if not (self.ectopic_start > 0 and self.ectopic_rate > 0):
             raise ValueError(f"ectopic_start and ectopic_rate must be > 0, got {self.ectopic_start!r}, "
                              f"{self.ectopic_rate!r}")
+        if not 0 <= int(self.lead_rank) <= 8 or (self.lead_rank and self.architecture != "beat"):
+            raise ValueError(f"lead_rank must be 0 (free leads) to 8, with architecture='beat'; got {self.lead_rank!r}")
         if self.stats_weight < 0:
             raise ValueError(f"stats_weight must be >= 0, got {self.stats_weight!r}")
         if self.stats_weight and self.architecture != "beat":
@@ -383,6 +394,11 @@ RECIPES["beat_visible_ectopic_init"] = dataclasses.replace(
     settings={**RECIPES["beat_visible_ectopic"].settings, "ectopic_start": 0.3, "ectopic_rate": 10.0},
     summary="beat_visible_ectopic with prematurity and pause started at 0.3 and their own learning-rate factor 10 "
             "(a candidate)")
+RECIPES["beat_lead_field"] = dataclasses.replace(
+    RECIPES["beat_visible_ectopic_init"], name="beat_lead_field",
+    settings={**RECIPES["beat_visible_ectopic_init"].settings, "lead_rank": 4},
+    summary="beat_visible_ectopic_init with beats and residual drawn as 4 cardiac sources through a per-ECG lead "
+            "field (a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

@@ -285,3 +285,36 @@ def test_an_explicit_folder_holding_another_run_is_left_alone(tmp_path, capsys):
     assert run_dir.parent == tmp_path and run_dir.name.startswith("k5-draw0-") and str(run_dir) in capsys.readouterr().err
     assert (run_dir / "generator.keras").is_file()
     assert os.listdir(folder) == ["config.json"] and (folder / "config.json").read_bytes() == before
+
+
+# --- the lead-field candidate --------------------------------------------------------------------------
+
+
+def test_beat_lead_field_draws_every_lead_through_a_rank_4_lead_field(tmp_path):
+    """beat_lead_field differs from beat_visible_ectopic_init in lead_rank only; its cardiac signal (beats +
+    residual) has rank 4 over the 8 independent leads, varies its lead field per ECG, and survives .keras."""
+    base = recipes.get_recipe("beat_visible_ectopic_init").config("PAC", label_codes=["A", "B"])
+    config = recipes.get_recipe("beat_lead_field").config("PAC", label_codes=["A", "B"])
+    assert config.lead_rank == 4 and {**config.to_dict(), "lead_rank": 0, "recipe": base.recipe} == base.to_dict()
+    assert train.config_digest(base) == train.config_digest(recipes.TrainConfig(**{**base.to_dict(), "lead_rank": 0}))
+    generator = gan.build_models(config, n_labels=2, discriminator=False)[0]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((6, config.latent_dim)).astype("float32"), np.eye(2, dtype="float32")[[0, 1] * 3]]
+    cardiac = keras.Model(generator.inputs, generator.get_layer("lead_field").output)(inputs).numpy()
+    assert cardiac.shape == (6, 1000, 8)
+    singular = np.linalg.svd(cardiac, compute_uv=False)  # (6, 8) per ECG
+    assert np.all(singular[:, 4:] < 1e-4 * singular[:, :1]) and np.all(singular[:, 3] > 1e-3 * singular[:, 0])
+    mixing = keras.Model(generator.inputs, generator.get_layer("lead_field_matrix").output)(inputs).numpy()
+    assert mixing.shape == (6, 32) and np.ptp(mixing, axis=0).max() > 0  # per ECG
+    out = generator(inputs).numpy()
+    assert out.shape == (6, 1000, 12) and np.isfinite(out).all()
+    generator.save(tmp_path / "g.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "g.keras", compile=False)(inputs).numpy(), out,
+                               atol=1e-6)
+    free = gan.build_models(base, n_labels=2, discriminator=False)[0]  # lead_rank 0: the free leads' graph as before
+    assert "lead_field" not in [layer.name for layer in free.layers]
+    assert len(free.get_layer("ecg8").input) == 3
+    with pytest.raises(ValueError, match="lead_rank must be 0"):
+        recipes.TrainConfig(target="PAC", architecture="beat", lead_rank=9)
+    with pytest.raises(ValueError, match="with architecture='beat'"):
+        recipes.TrainConfig(target="PAC", lead_rank=4)
