@@ -90,10 +90,26 @@ def _bands(x: np.ndarray, fs: float) -> np.ndarray:
     return np.concatenate([np.log10(total + floor), powers / (total + floor)], axis=-1).reshape(len(x), -1)
 
 
-def _correlations(x: np.ndarray, fs: float) -> np.ndarray:
+def _independent_bandpassed(x: np.ndarray, fs: float) -> np.ndarray:
+    """The 8 independent leads, 0.5–40 Hz band-passed (zero phase) and centred: ``(n, T, 8)``."""
     sos = signal.butter(2, (0.5, 40.0), btype="bandpass", fs=fs, output="sos")
     y = signal.sosfiltfilt(sos, x[:, :, list(INDEPENDENT_INDEX)], axis=1)
-    y = y - y.mean(axis=1, keepdims=True)
+    return y - y.mean(axis=1, keepdims=True)
+
+
+def principal_lead_share(ecgs, k: int = 3, fs: float = SAMPLING_RATE_HZ) -> np.ndarray:
+    """Per ECG, the share of the 8 independent leads' variance (0.5–40 Hz) held by their first ``k``
+    principal components: how close the leads are to projections of ``k`` sources (the heart's
+    dipole gives 3). Diagnostic only, not one of :func:`extract`'s features."""
+    x = np.asarray(ecgs, dtype=np.float64)
+    if x.ndim != 3 or x.shape[2] != N_LEADS:
+        raise ValueError(f"expected ECGs shaped (n, samples, {N_LEADS}), got {x.shape}")
+    power = np.linalg.svd(_independent_bandpassed(x, fs), compute_uv=False) ** 2  # (n, 8), descending
+    return power[:, :k].sum(axis=1) / power.sum(axis=1)
+
+
+def _correlations(x: np.ndarray, fs: float) -> np.ndarray:
+    y = _independent_bandpassed(x, fs)
     sd = np.linalg.norm(y, axis=1)
     with np.errstate(all="ignore"):
         c = np.einsum("ntl,ntm->nlm", y, y) / (sd[:, :, None] * sd[:, None, :])
@@ -227,4 +243,4 @@ def cached(ecgs, tag: str | None = None, fs: float = SAMPLING_RATE_HZ, n_jobs: i
     return features
 
 
-__all__ = ["GROUPS", "feature_names", "group_of", "extract", "cached"]
+__all__ = ["GROUPS", "feature_names", "group_of", "extract", "cached", "principal_lead_share"]

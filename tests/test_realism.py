@@ -36,6 +36,22 @@ def test_feature_matrix_shape_names_and_known_values(demo_sets):
         features.extract(np.zeros((2, 1000, 8)))
 
 
+def test_principal_lead_share_known_answers():
+    """Leads mixed from 3 sources: all variance in 3 components; 8 independent white leads: about 3/8."""
+    from rare_gan.leads import INDEPENDENT_TO_12
+
+    rng = np.random.default_rng(0)
+    t = np.arange(1000) / 100.0
+    sources = np.stack([np.sin(2 * np.pi * f * t + p) for f, p in ((1.1, 0), (5.3, 1), (12.7, 2))], axis=-1)
+    dipole = np.stack([sources @ rng.standard_normal((3, 8)) for _ in range(4)]) @ INDEPENDENT_TO_12
+    np.testing.assert_allclose(features.principal_lead_share(dipole), 1.0, atol=1e-9)
+    assert features.principal_lead_share(dipole, k=2).max() < 0.999
+    white = rng.standard_normal((20, 1000, 8)) @ INDEPENDENT_TO_12
+    assert 0.35 < np.median(features.principal_lead_share(white)) < 0.5
+    with pytest.raises(ValueError, match="expected ECGs shaped"):
+        features.principal_lead_share(np.zeros((2, 1000, 8)))
+
+
 def test_features_in_parallel_processes_equal_serial(demo_sets):
     x = np.concatenate([demo_sets["NORM"], demo_sets["AFIB"]])[:128]
     assert len(x) == 128 and features._n_jobs(len(x), None) == 1  # small sets stay in this process by default
