@@ -465,14 +465,15 @@ def build_beat_generator(
         layers.Activation("softplus", name="noise_level_softplus")(level))])
     noise = EnergyPenalty(noise_l2, name="noise_penalty")(noise)
 
+    cardiac = [beats, r]
     if lead_rank:
         # the bias is the shared lead field, starting as a random matrix of unit gain per lead; the kernel
         # (starting near zero) lets it vary from ECG to ECG
         field = keras.initializers.RandomNormal(stddev=float(lead_rank) ** -0.5, seed=1)
         mixing = layers.Dense(lead_rank * N_INDEPENDENT, kernel_initializer=small, bias_initializer=field,
                               name="lead_field_matrix")(h)
-        beats, r = LeadField(name="lead_field")(layers.Add(name="cardiac")([beats, r]), mixing), None
-    x = layers.Add(name="ecg8")([beats, r, noise] if r is not None else [beats, noise])
+        cardiac = [LeadField(name="lead_field")(layers.Add(name="cardiac")(cardiac), mixing)]
+    x = layers.Add(name="ecg8")([*cardiac, noise])
     x = LeadConsistent12(dtype="float32", name="leads12")(layers.Activation("linear", dtype="float32", name="ecg8_float32")(x))
     return keras.Model(inputs, x, name="generator")
 
