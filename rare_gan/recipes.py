@@ -70,6 +70,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from rare_gan.leads import INDEPENDENT_LEADS
+
 INITIAL = {"lr_generator": 2e-4, "lr_discriminator": 2e-4}
 """The research's *Initial* configuration (reported as more realistic)."""
 MODIFIED = {"lr_generator": 4e-4, "lr_discriminator": 1e-4}
@@ -230,8 +232,10 @@ class TrainConfig:
         if not (self.ectopic_start > 0 and self.ectopic_rate > 0):
             raise ValueError(f"ectopic_start and ectopic_rate must be > 0, got {self.ectopic_start!r}, "
                              f"{self.ectopic_rate!r}")
-        if not 0 <= int(self.lead_rank) <= 8 or (self.lead_rank and self.architecture != "beat"):
-            raise ValueError(f"lead_rank must be 0 (free leads) to 8, with architecture='beat'; got {self.lead_rank!r}")
+        n_leads = len(INDEPENDENT_LEADS)
+        if not 0 <= int(self.lead_rank) <= n_leads or (self.lead_rank and self.architecture != "beat"):
+            raise ValueError(f"lead_rank must be 0 (free leads) to {n_leads}, with architecture='beat'; "
+                             f"got {self.lead_rank!r}")
         if self.stats_weight < 0:
             raise ValueError(f"stats_weight must be >= 0, got {self.stats_weight!r}")
         if self.stats_weight and self.architecture != "beat":
