@@ -55,6 +55,11 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     Aimed at the inter-lead correlations that give the other candidates away (V5–V6, V1–V6; its
     own pretraining). Measured (one GAN seed): lead coherence as real, CLBBB's strong C2ST 0.836
     (0.927 without the lead field); PAC, PVC and AFIB are still given away by their rhythm.
+``beat_matched_lead_field`` (a candidate)
+    ``beat_matched`` (visible beats, the free rhythm head that starts regular, RR and band-power
+    matching) with the lead field of ``beat_lead_field``: asks whether the lead field's gain on
+    CLBBB holds without the ectopic head, whose irregular rhythm is what still gives
+    ``beat_lead_field``'s CLBBB ECGs away (its own pretraining).
 ``beat_visible_ectopic_rr`` (a candidate)
     ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
     the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
@@ -405,6 +410,11 @@ RECIPES["beat_lead_field"] = dataclasses.replace(
     settings={**RECIPES["beat_visible_ectopic_init"].settings, "lead_rank": 4},
     summary="beat_visible_ectopic_init with beats and residual drawn as 4 cardiac sources through a per-ECG lead "
             "field (a candidate)")
+RECIPES["beat_matched_lead_field"] = dataclasses.replace(
+    RECIPES["beat_matched"], name="beat_matched_lead_field",
+    settings={**RECIPES["beat_matched"].settings, "lead_rank": 4},
+    summary="beat_matched (free rhythm head) with beats and residual drawn as 4 cardiac sources through a per-ECG "
+            "lead field (a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

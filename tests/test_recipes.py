@@ -318,3 +318,13 @@ def test_beat_lead_field_draws_every_lead_through_a_rank_4_lead_field(tmp_path):
         recipes.TrainConfig(target="PAC", architecture="beat", lead_rank=9)
     with pytest.raises(ValueError, match="with architecture='beat'"):
         recipes.TrainConfig(target="PAC", lead_rank=4)
+
+
+def test_beat_matched_lead_field_is_beat_matched_with_the_lead_field():
+    """The candidate differs from beat_matched in lead_rank only (free rhythm head, RR + band matching), so
+    a difference in its measurements is the lead field's; its pretraining is its own."""
+    matched = recipes.get_recipe("beat_matched").config("PAC", "pretrain")
+    config = recipes.get_recipe("beat_matched_lead_field").config("PAC", "pretrain")
+    assert (config.lead_rank, config.beat_rhythm, config.matched_statistics) == (4, "free", ("rr", "band"))
+    assert {**config.to_dict(), "lead_rank": 0, "recipe": matched.recipe} == matched.to_dict()
+    assert train.config_digest(config) != train.config_digest(matched)
