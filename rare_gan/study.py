@@ -161,6 +161,31 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
     return rows
 
 
+def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequence[int],
+                     outputs: str | Path = "outputs/study", seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000
+                     ) -> list[dict]:
+    """The CNN trunk's budget chosen by inner validation (:func:`rare_gan.utility.cnn_budget_rows`, no
+    ``code``), then the real-only test AUROC (folds 9–10) of both families with that budget, one row per
+    code and family: how far the CNN is from the feature model, measured after the choice."""
+    from rare_gan import utility
+
+    cache = Path(outputs) / "classifiers"
+    rows = utility.cnn_budget_rows(evaluate.load_task(data_dir, codes[0]), epochs, cache_root=cache)
+    chosen = utility.choose_cnn_epochs(rows)
+    for code in codes:
+        task = evaluate.load_task(data_dir, code)
+        trunk = utility.pretrained_cnn(task, 0, cache_root=cache, epochs=chosen)
+        for family in (utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv)):
+            real = utility.real_rows(family, task)
+            table = utility.utility_table(real, [utility.fit_variant(family, real, "real", seeds)], n_boot)
+            auroc = table.set_index("metric").loc["auroc"]
+            rows.append({"code": code, "family": family.name, "variant": "real",
+                         "epochs": chosen if family.name == "cnn" else None, "auroc": float(auroc["mean"]),
+                         "auroc_ci_low": float(auroc["ci_low"]), "auroc_ci_high": float(auroc["ci_high"]),
+                         "n_test_positives": int(real.test_y.sum()), "classifier_seeds": list(seeds)})
+    return rows
+
+
 ABLATIONS = {
     "fine-tuned without FreezeD": {"freeze_discriminator": 0},
     "fine-tuned without DiffAugment": {"diff_augment": False},
@@ -227,7 +252,8 @@ def summarise(rows: Sequence[dict]) -> pd.DataFrame:
     return out.reset_index()
 
 
-ROW_KEY = ("code", "recipe", "configuration", "gan_seed", "pretrain_seed", "family", "variant", "k_label", "draw")
+ROW_KEY = ("code", "recipe", "configuration", "gan_seed", "pretrain_seed", "family", "variant", "k_label", "draw",
+           "epochs")
 """Fields that identify a row: a later invocation replaces the rows it computes again and keeps the others."""
 
 
@@ -250,10 +276,11 @@ def write_results(path: str | Path, section: str, rows: Sequence[dict], command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rare_gan.study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("section", choices=["realism", "ablation", "utility", "figures", "readme"],
+    parser.add_argument("section", choices=["realism", "ablation", "utility", "cnn_budget", "figures", "readme"],
                         help="realism: train/reuse and evaluate every run; utility: both classifier families on "
-                             "the realism runs of GAN seed 0; figures: README example grids; readme: rewrite the "
-                             "README's results blocks from --results")
+                             "the realism runs of GAN seed 0; cnn_budget: the CNN trunk's pretraining budget by "
+                             "inner validation (folds 1-7 -> fold 8); figures: README example grids; readme: "
+                             "rewrite the README's results blocks from --results")
     parser.add_argument("--data", help="PTB-XL folder (default: $PTBXL_DIR, data/ptbxl, else DEMO)")
     parser.add_argument("--codes", default="PAC,PVC,CLBBB,AFIB")
     parser.add_argument("--seeds", default="0,1,2", help="GAN seeds of the default recipe")
@@ -268,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-generate", type=int, default=500)
     parser.add_argument("--recipes", default="beat,research")
     parser.add_argument("--configurations", default="Initial,Modified")
+    parser.add_argument("--cnn-epochs", default="30,100,200", help="cnn_budget: the budgets compared")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="outputs/reference/figures")
     parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
@@ -285,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.section == "ablation":
         rows = ablation_rows(args.data, codes, 0, args.profile, args.outputs, args.n_generate)
+    elif args.section == "cnn_budget":
+        rows = cnn_budget_study(args.data, codes, ints(args.cnn_epochs), args.outputs)
+        print(cnn_budget_markdown(rows))
     elif args.section == "utility":
         rows = utility_rows(args.data, codes, results["realism"]["rows"], outputs=args.outputs)
         print(pd.DataFrame(rows)[["code", "family", "variant", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)
@@ -405,6 +436,41 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
             v = g[g["variant"] == variant]["auroc"]
             cells.append(_fmt(v.mean(), v.min(), v.max()) if len(v) else "—")
         lines.append(f"| {code} | {family} | {k} | {g['draw'].nunique()} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cnn_budget_markdown(rows: Sequence[dict]) -> str:
+    """The README's table of the CNN trunk's budget selection (inner validation, fold 8) and the budget chosen."""
+    from rare_gan import utility
+
+    tests = pd.DataFrame([r for r in rows if r.get("code")])
+    rows = [r for r in rows if not r.get("code")]
+    if not rows:
+        return "(not run)"
+    report = list(rows[0]["codes"])
+    lines = [f"| pretraining epochs | trunk seconds | macro AUROC, {rows[0]['n_common_codes']} codes with ≥ "
+             f"{rows[0]['min_positives']} fold-8 positives | " + " | ".join(
+                 f"{c} ({rows[0]['codes'][c]['n_check_positives']} pos.)" for c in report) + " |",
+             "|" + "|".join(["---"] * (3 + len(report))) + "|"]
+    for r in sorted(rows, key=lambda r: r["epochs"]):
+        lines.append(f"| {r['epochs']} | {r['trunk_seconds']:.0f} | {_fmt(r['macro_auroc_common'])} | " + " | ".join(
+            _fmt(r["codes"][c]["auroc"]) for c in report) + " |")
+    chosen = utility.choose_cnn_epochs(rows)
+    lines.append(f"\nRule, fixed in advance: the smallest budget within {utility.CNN_BUDGET_TOLERANCE} of the best "
+                 f"macro AUROC: **{chosen} epochs** (`rare_gan.utility.CNN_EPOCHS['full']` is "
+                 f"{utility.CNN_EPOCHS['full']}).")
+    if tests.empty:
+        return "\n".join(lines)
+    lines += [f"\nThen, with that budget (trunk on every training-fold record), real-only test AUROC on folds 9–10 "
+              f"(mean of {len(tests['classifier_seeds'].iloc[0])} classifier seeds, 95% bootstrap CI):\n",
+              "| code | test positives | features | cnn | cnn − features | PTB-XL benchmark anchor* |",
+              "|---|---|---|---|---|---|"]
+    for code, g in tests.groupby("code", sort=False):
+        f, c = (g[g["family"] == name].iloc[0] for name in ("features", "cnn"))
+        cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]"  # noqa: E731
+        anchor = BENCHMARK_ANCHORS.get(code)
+        lines.append(f"| {code} | {f['n_test_positives']} | {cell(f)} | {cell(c)} | {c['auroc'] - f['auroc']:+.3f} | "
+                     f"{anchor if anchor is not None else '—'} |")
     return "\n".join(lines)
 
 
@@ -549,6 +615,7 @@ def figures_markdown(folder: str | Path, readme: Path) -> str:
 
 
 SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data": low_data_markdown,
+            "cnn_budget": cnn_budget_markdown,
             "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", [])),
             "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown,
             "timing": timing_markdown}

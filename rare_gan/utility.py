@@ -28,6 +28,7 @@ only, class weighting, oversampling and GAN augmentation of the same k.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -201,6 +202,61 @@ def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root:
     return folder
 
 
+CNN_BUDGET_TOLERANCE = 0.005
+""":func:`choose_cnn_epochs` takes the smallest budget within this macro AUROC of the best one."""
+
+
+def cnn_budget_rows(task, epochs: Sequence[int], seed: int = 0, cache_root: str | Path = "outputs/classifiers",
+                    min_positives: int = 5, report: Sequence[str] = ("PAC", "PVC", "CLBBB", "AFIB")) -> list[dict]:
+    """Inner validation of the trunk's pretraining budget, inside folds 1–8 only.
+
+    For each budget, the trunk is pretrained on folds 1–7 (:func:`pretrained_cnn`) and a logistic head
+    per code is fitted on their pooled features and scored on fold 8. The criterion is the macro
+    AUROC over every code with at least ``min_positives`` fold-8 positives (common classes, no rare
+    code decides); the codes of ``report`` are listed too, with their (few) fold-8 positives.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from rare_gan import data, train
+
+    meta = data.load_metadata(task.data_root)
+    ids = task.ecg_ids["train"]
+    inner = meta.database.loc[ids, "strat_fold"].to_numpy() <= 7
+    fit_task = dataclasses.replace(task, x={"train": task.x["train"][inner]}, ecg_ids={"train": ids[inner]})
+    labels = {part: train.record_codes(meta, ids[mask]) for part, mask in (("fit", inner), ("check", ~inner))}
+    vocabulary = train.label_vocabulary(meta, 3)
+    rows = []
+    for budget in epochs:
+        trunk = pretrained_cnn(fit_task, seed, cache_root=cache_root, epochs=budget)
+        seconds = json.loads((trunk / atomic.COMPLETE_MARKER).read_text())["seconds"]  # also when cached
+        embed = cnn_embedder(trunk)
+        x_fit, x_check = embed(task.x["train"][inner]), embed(task.x["train"][~inner])
+        aucs, positives = {}, {}
+        for code in vocabulary:
+            y_fit = np.array([code in c for c in labels["fit"]], int)
+            y_check = np.array([code in c for c in labels["check"]], int)
+            if y_fit.sum() >= 2 and 0 < y_check.sum() < len(y_check):
+                head = _fit_linear_head(x_fit, y_fit, seed)
+                aucs[code], positives[code] = float(roc_auc_score(y_check, scores_of(head, x_check))), int(y_check.sum())
+        common = [aucs[c] for c in aucs if positives[c] >= min_positives]
+        rows.append({"epochs": int(budget), "seed": seed, "trunk_seconds": seconds, "n_fit_records": int(inner.sum()),
+                     "n_check_records": int((~inner).sum()), "macro_auroc_common": float(np.mean(common)) if common else float("nan"),
+                     "n_common_codes": len(common), "min_positives": min_positives,
+                     "codes": {c: {"auroc": aucs.get(c), "n_check_positives": positives.get(c, 0)} for c in report}})
+        log.info("CNN budget %d epochs: macro AUROC %.3f over %d common codes (fold 8)", budget,
+                 rows[-1]["macro_auroc_common"], len(common))
+    return rows
+
+
+def choose_cnn_epochs(rows: Sequence[dict], tolerance: float = CNN_BUDGET_TOLERANCE) -> int:
+    """The smallest budget whose inner-validation macro AUROC is within ``tolerance`` of the best one's."""
+    scored = [r for r in rows if np.isfinite(r["macro_auroc_common"])]
+    if not scored:
+        raise ValueError("no budget has a macro AUROC: fold 8 holds no code with enough positives")
+    best = max(r["macro_auroc_common"] for r in scored)
+    return min(r["epochs"] for r in scored if r["macro_auroc_common"] >= best - tolerance)
+
+
 def cnn_embedder(trunk_dir: str | Path):
     """A function scaled ECGs (n, 1000, 12) → pooled CNN features (n, 512: average and maximum), batched."""
     import keras
@@ -347,6 +403,7 @@ def subsample_positives(task, k: int | None, draw: int) -> np.ndarray:
 
 
 __all__ = ["FAMILIES", "BENCHMARK_ANCHORS", "test_split", "fit_feature_model", "scores_of", "Family",
-           "feature_family", "cnn_family", "oof_scores", "pretrained_cnn", "cnn_embedder", "Rows", "real_rows",
+           "feature_family", "cnn_family", "oof_scores", "pretrained_cnn", "cnn_budget_rows", "choose_cnn_epochs",
+           "cnn_embedder", "Rows", "real_rows",
            "variant_rows", "Fit", "fit_variant", "utility_table", "compare", "primary_comparisons",
            "subsample_positives"]

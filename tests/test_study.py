@@ -87,3 +87,38 @@ def test_performance_table_is_rendered_from_the_benchmark():
     bench["machine"].update(cpu_model="AMD EPYC", cpu_amx_bf16=False, cpu_avx512_bf16=True, bf16_matrix_units=True)
     assert "in one run (AMD EPYC, 2 cores, TensorFlow" in study.performance_markdown(bench)
     assert "bf16 matrix units: True (AVX-512-BF16), GPUs: none" in study.performance_markdown(bench)
+
+
+def test_cnn_budget_table_names_the_budget_the_rule_chooses(tmp_path):
+    rows = [{"epochs": e, "trunk_seconds": 10.0 * e, "macro_auroc_common": a, "n_common_codes": 22, "min_positives": 5,
+             "codes": {"PAC": {"auroc": p, "n_check_positives": 6}}}
+            for e, a, p in ((30, 0.822, 0.558), (200, 0.848, None), (100, 0.844, 0.608))]
+    rows += [{"code": "PAC", "family": family, "variant": "real", "epochs": epochs, "auroc": auroc,
+              "auroc_ci_low": auroc - 0.05, "auroc_ci_high": auroc + 0.02, "n_test_positives": 10,
+              "classifier_seeds": [0, 1, 2]} for family, epochs, auroc in (("features", None, 0.964), ("cnn", 100, 0.75))]
+    results = tmp_path / "results.json"
+    study.write_results(results, "cnn_budget", rows, "python -m rare_gan.study cnn_budget")
+    assert len(json.loads(results.read_text())["cnn_budget"]["rows"]) == 5  # one row per budget, none merged away
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:cnn_budget -->\n<!-- /results:cnn_budget -->\n")
+    study.update_readme(readme, results)
+    lines = readme.read_text().splitlines()
+    assert "| 30 | 300 | 0.822 | 0.558 |" in lines and "| 200 | 2000 | 0.848 | — |" in lines
+    assert lines.index("| 30 | 300 | 0.822 | 0.558 |") < lines.index("| 100 | 1000 | 0.844 | 0.608 |")
+    assert "**100 epochs**" in readme.read_text() and "PAC (6 pos.)" in readme.read_text()
+    assert "| PAC | 10 | 0.964 [0.914, 0.984] | 0.750 [0.700, 0.770] | -0.214 | 0.956 |" in lines
+
+
+def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir, tmp_path, monkeypatch):
+    import functools
+
+    from rare_gan import utility
+
+    monkeypatch.setattr(utility, "cnn_budget_rows", functools.partial(utility.cnn_budget_rows, min_positives=1))
+    rows = study.cnn_budget_study("demo", ["AFIB"], [1], tmp_path, seeds=(0,), n_boot=50)
+    selection = [r for r in rows if "code" not in r]
+    tests = {r["family"]: r for r in rows if r.get("code") == "AFIB"}
+    assert [r["epochs"] for r in selection] == [1] and set(tests) == {"features", "cnn"}
+    assert tests["cnn"]["epochs"] == utility.choose_cnn_epochs(selection) and tests["features"]["epochs"] is None
+    assert all(0 <= r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"] <= 1 for r in tests.values())
+    assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 2  # one on folds 1-7, the chosen on 1-8

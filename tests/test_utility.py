@@ -73,3 +73,24 @@ def test_low_data_rows_of_codes_run_one_at_a_time_are_merged(tmp_path):
     assert list(both["code"]) == ["PAC", "PAC", "PVC"] and list(both["k_label"]) == ["5", "all", "5"]
     again = lowdata.merged_rows(path, pac.assign(auroc=[0.65, 0.95]))  # a rerun replaces that code's rows
     assert list(again["auroc"]) == [0.65, 0.95]
+
+
+def test_cnn_budget_is_chosen_inside_folds_1_to_8(afib, demo_dir, tmp_path, monkeypatch):
+    """The trunk of each budget sees folds 1–7 only; heads are scored on fold 8; the rule takes the
+    smallest budget within the tolerance of the best macro AUROC."""
+    seen = []
+    original = utility.pretrained_cnn
+    monkeypatch.setattr(utility, "pretrained_cnn", lambda task, *a, **k: seen.append(task.ecg_ids["train"]) or
+                        original(task, *a, **k))
+    rows = utility.cnn_budget_rows(afib, [1], cache_root=tmp_path, min_positives=1, report=("AFIB", "NOPE"))
+    folds = data.load_metadata(demo_dir).database["strat_fold"]
+    assert len(seen) == 1 and folds.loc[seen[0]].between(1, 7).all()
+    (row,) = rows
+    assert row["n_fit_records"] == len(seen[0]) and row["n_fit_records"] + row["n_check_records"] == len(afib.y["train"])
+    assert row["n_check_records"] == int((folds.loc[afib.ecg_ids["train"]] == 8).sum()) > 0
+    assert 0 <= row["macro_auroc_common"] <= 1 and row["n_common_codes"] >= 1 and row["epochs"] == 1
+    assert 0 <= row["codes"]["AFIB"]["auroc"] <= 1 and row["codes"]["NOPE"] == {"auroc": None, "n_check_positives": 0}
+    budgets = [{"epochs": e, "macro_auroc_common": a} for e, a in ((30, 0.822), (100, 0.844), (200, 0.848))]
+    assert utility.choose_cnn_epochs(budgets) == 100 and utility.choose_cnn_epochs(budgets, tolerance=0.001) == 200
+    with pytest.raises(ValueError, match="no budget has a macro AUROC"):
+        utility.choose_cnn_epochs([{"epochs": 1, "macro_auroc_common": float("nan")}])
