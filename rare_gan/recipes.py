@@ -53,8 +53,9 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     and projected onto the 8 independent leads by a per-ECG lead-field matrix
     (:class:`rare_gan.ecgnets.LeadField`), as real leads are projections of the heart's dipole.
     Aimed at the inter-lead correlations that give the other candidates away (V5–V6, V1–V6; its
-    own pretraining). Measured (one GAN seed): lead coherence as real, CLBBB's strong C2ST 0.836
-    (0.927 without the lead field); PAC, PVC and AFIB are still given away by their rhythm.
+    own pretraining). Measured (3 GAN seeds on one pretraining): lead coherence as real, CLBBB's
+    strong C2ST 0.836–0.898 (0.927 without the lead field, one seed); PAC, PVC and AFIB are still
+    given away by their rhythm.
 ``beat_matched_lead_field`` (a candidate)
     ``beat_matched`` (visible beats, the free rhythm head that starts regular, RR and band-power
     matching) with the lead field of ``beat_lead_field``: asks whether the lead field's gain on
