@@ -62,7 +62,7 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     CLBBB holds without the ectopic head, whose irregular rhythm is what still gives
     ``beat_lead_field``'s CLBBB ECGs away (its own pretraining). Measured (one pretraining): CLBBB's
     strong C2ST 0.758–0.794 over 3 GAN seeds, the first under 0.80, but with more near-copies (README
-    *Limitations*); PAC 0.893–0.898 over 3 GAN seeds; PVC 0.953, AFIB 0.963 with GAN seed 0.
+    *Limitations*); PAC 0.893–0.898 and PVC 0.945–0.953 over 3 GAN seeds; AFIB 0.963 with GAN seed 0.
 ``beat_visible_ectopic_rr`` (a candidate)
     ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
     the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
