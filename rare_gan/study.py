@@ -145,9 +145,7 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
                        "n_test_positives": int(real.test_y.sum()), "n_test": len(real.test_y),
                        "n_synthetic": int(len(vetted[label.split(":")[0]])) if ":" in label else 0,
                        "seconds_per_fit": fit.seconds_per_fit, "classifier_seeds": list(seeds)}
-                for m in ("auroc", "auprc", "accuracy"):
-                    r = table.loc[(label, m)]
-                    row |= {m: float(r["mean"]), f"{m}_ci_low": float(r["ci_low"]), f"{m}_ci_high": float(r["ci_high"])}
+                row |= _with_ci(table.loc[label], ("auroc", "auprc", "accuracy"))
                 if ":gan@" in label:
                     d = utility.compare(real, fit, fits[f"oversample@{ratio:g}"], n_boot)
                     row |= {"difference": d["difference"], "diff_ci_low": d["ci_low"], "diff_ci_high": d["ci_high"],
@@ -161,6 +159,13 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
     return rows
 
 
+def _with_ci(table: pd.DataFrame, metrics: Sequence[str]) -> dict:
+    """``{m, m_ci_low, m_ci_high}`` for each metric of one variant's :func:`rare_gan.utility.utility_table` rows
+    (indexed by metric)."""
+    return {f"{m}{suffix}": float(table.at[m, column]) for m in metrics
+            for suffix, column in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))}
+
+
 def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequence[int],
                      outputs: str | Path = "outputs/study", seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000
                      ) -> list[dict]:
@@ -170,18 +175,17 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
     from rare_gan import utility
 
     cache = Path(outputs) / "classifiers"
-    rows = utility.cnn_budget_rows(evaluate.load_task(data_dir, codes[0]), epochs, cache_root=cache)
+    tasks = {code: evaluate.load_task(data_dir, code) for code in codes}
+    rows = utility.cnn_budget_rows(tasks[codes[0]], epochs, cache_root=cache)
     chosen = utility.choose_cnn_epochs(rows)
-    for code in codes:
-        task = evaluate.load_task(data_dir, code)
+    for code, task in tasks.items():
         trunk = utility.pretrained_cnn(task, 0, cache_root=cache, epochs=chosen)
         for family in (utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv)):
             real = utility.real_rows(family, task)
             table = utility.utility_table(real, [utility.fit_variant(family, real, "real", seeds)], n_boot)
-            auroc = table.set_index("metric").loc["auroc"]
             rows.append({"code": code, "family": family.name, "variant": "real",
-                         "epochs": chosen if family.name == "cnn" else None, "auroc": float(auroc["mean"]),
-                         "auroc_ci_low": float(auroc["ci_low"]), "auroc_ci_high": float(auroc["ci_high"]),
+                         "epochs": chosen if family.name == "cnn" else None,
+                         **_with_ci(table.set_index("metric"), ("auroc",)),
                          "n_test_positives": int(real.test_y.sum()), "classifier_seeds": list(seeds)})
     return rows
 

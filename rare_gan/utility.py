@@ -243,7 +243,8 @@ def cnn_budget_rows(task, epochs: Sequence[int], seed: int = 0, cache_root: str 
                 aucs[code], positives[code] = float(roc_auc_score(y_check, scores_of(head, x_check))), int(y_check.sum())
         common = [aucs[c] for c in aucs if positives[c] >= min_positives]
         rows.append({"epochs": int(budget), "seed": seed, "trunk_seconds": seconds, "n_fit_records": int(inner.sum()),
-                     "n_check_records": int((~inner).sum()), "macro_auroc_common": float(np.mean(common)) if common else float("nan"),
+                     "n_check_records": int((~inner).sum()),
+                     "macro_auroc_common": float(np.mean(common)) if common else float("nan"),
                      "n_common_codes": len(common), "min_positives": min_positives,
                      "codes": {c: {"auroc": aucs.get(c), "n_check_positives": positives.get(c, 0)} for c in report}})
         log.info("CNN budget %d epochs: macro AUROC %.3f over %d common codes (fold 8)", budget,
