@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rare_gan import matching as mt
 from rare_gan.recipes import TrainConfig
 
 
@@ -119,11 +120,10 @@ class ECGGAN(keras.Model):
         self.augment = dict(augment) if augment else None  # kwargs of diff_augment, or None (off)
         self.conditional = bool(conditional)
         self.matching = dict(matching) if matching else None
-        self._matches_rr = bool(self.matching) and "rr" in self.matching["statistics"]
+        self._rr_names = mt.rr_names(self.matching["statistics"]) if self.matching else ()
+        self._matches_rr = bool(self._rr_names)
         if self._matches_rr:  # the RR statistics of its own R times: the generator also returns its rhythm
-            from rare_gan.matching import with_rhythm
-
-            self._with_rhythm = with_rhythm(generator)
+            self._with_rhythm = mt.with_rhythm(generator)
             self._renderer = generator.get_layer("render")
         self.built = True  # G and D are built functional models; fit must not build from ECG batches
 
@@ -201,15 +201,16 @@ class ECGGAN(keras.Model):
 
     def stats_gap(self, generated, rhythm, real, real_rr):
         """Summary-statistic gap (:func:`rare_gan.matching.moment_gap`) of the matched statistics
-        (``matching["statistics"]``: RR and/or band) between a generated batch (with its rhythm) and the real batch."""
-        from rare_gan import matching as mt
-
+        (``matching["statistics"]``: RR, RR jumps, band, roughness) between a generated batch (with its
+        rhythm) and the real batch."""
         m = self.matching
         gap = tf.constant(0.0)
-        if "rr" in m["statistics"]:
-            gap += mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm)), real_rr, m["rr_mean"], m["rr_sd"])
-        if "band" in m["statistics"]:
-            gap += mt.moment_gap(mt.band_statistics(generated), mt.band_statistics(real), m["band_mean"], m["band_sd"])
+        if self._matches_rr:
+            gap += mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm), self._rr_names), real_rr,
+                                 m["rr_mean"], m["rr_sd"])
+        for name, statistic, key in (("band", mt.band_statistics, "band"), ("roughness", mt.roughness_statistics, "rough")):
+            if name in m["statistics"]:
+                gap += mt.moment_gap(statistic(generated), statistic(real), m[f"{key}_mean"], m[f"{key}_sd"])
         return gap
 
     @tf.autograph.experimental.do_not_convert

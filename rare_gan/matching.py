@@ -14,7 +14,11 @@ batch (same labels, since fakes are drawn for the batch's labels):
   against those of the real records, measured once with the R-peak detector of the realism
   features (:mod:`rare_gan.features`), so both sides mean the same thing;
 * per-lead shares of spectral power in the realism features' bands (:data:`rare_gan.features.BANDS_HZ`),
-  log10, from a periodogram of real and generated batches alike.
+  log10, from a periodogram of real and generated batches alike;
+* optionally the RR *jumps* (:data:`JUMP_STATS`: pNN50, soft, and the largest successive RR change),
+  which tell a regular rhythm with rare premature beats from one with even jitter at the same RMSSD,
+  and per-lead *roughness* (log10 SD of the second difference), which sees the 45–50 Hz detail
+  that no band covers.
 
 Every statistic is standardised by its mean and SD over the run's real training records, and the
 term is the mean over statistics of (Δ mean)² + (Δ SD)² between the generated and the real batch:
@@ -31,6 +35,9 @@ from rare_gan.leads import N_SAMPLES, SAMPLING_RATE_HZ
 
 RR_STATS = ("rr_mean_ms", "rr_sd_ms", "rmssd_ms", "rr_min_ms", "rr_max_ms", "rr_lag1_autocorr")
 """RR statistics that are matched, named (and defined) as in :mod:`rare_gan.features`."""
+JUMP_STATS = ("pnn50", "rr_max_jump_ms")
+"""RR-jump statistics matched with ``'rr_jumps'`` (pNN50 with a soft threshold of :data:`PNN_SOFTNESS_MS`)."""
+PNN_SOFTNESS_MS = 5.0
 R_EDGE_SAMPLES = 3
 """Generated R peaks closer than this to either end of the record are not counted (a detector misses them)."""
 _LOG_FLOOR = 1e-4
@@ -49,24 +56,33 @@ def placed(r_times, length: int = N_SAMPLES):
     return (r_times >= R_EDGE_SAMPLES) & (r_times < length - R_EDGE_SAMPLES)
 
 
-def real_rr_statistics(ecgs_mv: np.ndarray) -> np.ndarray:
-    """:data:`RR_STATS` of real ECGs ``(n, T, 12)`` in mV ``(n, len(RR_STATS))``, float32, from the
+def rr_names(statistics) -> tuple[str, ...]:
+    """The RR statistics (columns, in order) that ``statistics`` (``matched_statistics``) match:
+    :data:`RR_STATS` with ``'rr'``, then :data:`JUMP_STATS` with ``'rr_jumps'``."""
+    return (RR_STATS if "rr" in statistics else ()) + (JUMP_STATS if "rr_jumps" in statistics else ())
+
+
+def real_rr_statistics(ecgs_mv: np.ndarray, names: tuple[str, ...] = RR_STATS) -> np.ndarray:
+    """RR statistics ``names`` of real ECGs ``(n, T, 12)`` in mV ``(n, len(names))``, float32, from the
     realism features (cached on disk); a statistic that cannot be measured (too few beats) gets the
     median of the others."""
     from rare_gan import features
 
-    names = features.feature_names()
-    values = features.cached(ecgs_mv, tag="rr_matching")[:, [names.index(f"rr:{s}") for s in RR_STATS]]
-    medians = np.nanmedian(values, axis=0) if np.isfinite(values).any() else np.zeros(len(RR_STATS))
+    columns = features.feature_names()
+    values = features.cached(ecgs_mv, tag="rr_matching")[:, [columns.index(f"rr:{s}") for s in names]]
+    medians = np.nanmedian(values, axis=0) if np.isfinite(values).any() else np.zeros(len(names))
     medians = np.where(np.isfinite(medians), medians, 0.0)
     return np.where(np.isfinite(values), values, medians).astype(np.float32)
 
 
-def rr_statistics(r_times, length: int = N_SAMPLES, fs: float = SAMPLING_RATE_HZ):
-    """:data:`RR_STATS` ``(batch, 6)`` of R times ``(batch, beats)`` in samples (ascending), differentiable.
+def rr_statistics(r_times, names: tuple[str, ...] = RR_STATS, length: int = N_SAMPLES,
+                  fs: float = SAMPLING_RATE_HZ):
+    """RR statistics ``names`` (of :data:`RR_STATS` and :data:`JUMP_STATS`) ``(batch, len(names))`` of
+    R times ``(batch, beats)`` in samples (ascending), differentiable.
 
     Only beats inside the record (:data:`R_EDGE_SAMPLES` from either end) count; SD with ddof 1,
-    the lag-1 autocorrelation as ``numpy.corrcoef(rr[:-1], rr[1:])`` (0 for a perfectly regular rhythm).
+    the lag-1 autocorrelation as ``numpy.corrcoef(rr[:-1], rr[1:])`` (0 for a perfectly regular rhythm),
+    pNN50 as the mean of sigmoid((|ΔRR| − 50 ms) / :data:`PNN_SOFTNESS_MS`).
     """
     t = tf.cast(r_times, tf.float32)
     inside = tf.cast(placed(t, length), tf.float32)
@@ -86,7 +102,11 @@ def rr_statistics(r_times, length: int = N_SAMPLES, fs: float = SAMPLING_RATE_HZ
     counted = m > 0
     rr_min = tf.reduce_min(tf.where(counted, rr, tf.reduce_max(rr, axis=1, keepdims=True)), axis=1)
     rr_max = tf.reduce_max(tf.where(counted, rr, tf.reduce_min(rr, axis=1, keepdims=True)), axis=1)
-    return tf.stack([mean, sd, rmssd, rr_min, rr_max, lag1], axis=1)
+    jump = tf.sqrt(tf.square(b - a) + 1.0)
+    pnn50 = tf.reduce_sum(pair * tf.sigmoid((jump - 50.0) / PNN_SOFTNESS_MS), axis=1) / n_pair
+    values = {"rr_mean_ms": mean, "rr_sd_ms": sd, "rmssd_ms": rmssd, "rr_min_ms": rr_min, "rr_max_ms": rr_max,
+              "rr_lag1_autocorr": lag1, "pnn50": pnn50, "rr_max_jump_ms": tf.reduce_max(pair * jump, axis=1)}
+    return tf.stack([values[name] for name in names], axis=1)
 
 
 def band_statistics(ecgs, fs: float = SAMPLING_RATE_HZ):
@@ -105,13 +125,25 @@ def band_statistics(ecgs, fs: float = SAMPLING_RATE_HZ):
     return tf.reshape(tf.math.log(share + _LOG_FLOOR) / np.log(10.0), [tf.shape(x)[0], -1])
 
 
+def roughness_statistics(ecgs):
+    """log10 SD of each lead's second difference ``(batch, leads)`` (any units, the same on both sides):
+    the realism features' ``diff2_sd_mv`` up to a per-lead constant, so it sees detail up to 50 Hz."""
+    x = tf.cast(ecgs, tf.float32)
+    d2 = x[:, 2:] - 2.0 * x[:, 1:-1] + x[:, :-2]
+    sd = tf.sqrt(tf.reduce_mean(tf.square(d2 - tf.reduce_mean(d2, axis=1, keepdims=True)), axis=1) + 1e-8)
+    return tf.math.log(sd) / np.log(10.0)
+
+
 def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray | None = None, batch_size: int = 256) -> dict:
     """Means and SDs of the matched statistics over the real training records (the run's fixed constants);
     the RR ones only with ``rr_stats`` (band-only matching needs none)."""
-    bands = np.concatenate([band_statistics(x_scaled[i:i + batch_size]).numpy()
-                            for i in range(0, len(x_scaled), batch_size)])
+    def over_batches(statistic):
+        return np.concatenate([statistic(x_scaled[i:i + batch_size]).numpy() for i in range(0, len(x_scaled), batch_size)])
+
+    bands, rough = over_batches(band_statistics), over_batches(roughness_statistics)
     floor = lambda sd: np.maximum(sd, 1e-3).tolist()  # noqa: E731  a constant statistic must not blow up
-    out = {"band_mean": bands.mean(axis=0).tolist(), "band_sd": floor(bands.std(axis=0))}
+    out = {"band_mean": bands.mean(axis=0).tolist(), "band_sd": floor(bands.std(axis=0)),
+           "rough_mean": rough.mean(axis=0).tolist(), "rough_sd": floor(rough.std(axis=0))}
     if rr_stats is not None:
         out.update(rr_mean=rr_stats.mean(axis=0).tolist(), rr_sd=floor(rr_stats.std(axis=0)))
     return out
@@ -150,5 +182,6 @@ def moment_gap(fake, real, mean, sd):
     return tf.reduce_mean(tf.square(mf - mr) + tf.square(sf - sr))
 
 
-__all__ = ["RR_STATS", "with_rhythm", "placed", "real_rr_statistics", "rr_statistics", "band_statistics", "standardisation",
+__all__ = ["RR_STATS", "JUMP_STATS", "rr_names", "with_rhythm", "placed", "real_rr_statistics", "rr_statistics",
+           "band_statistics", "roughness_statistics", "standardisation",
            "placed_and_detected_beats", "moment_gap"]

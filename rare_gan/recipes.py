@@ -63,6 +63,12 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     ``beat_lead_field``'s CLBBB ECGs away (its own pretraining). Measured (one pretraining): CLBBB's
     strong C2ST 0.758–0.794 over 3 GAN seeds, the first under 0.80, but with more near-copies (README
     *Limitations*); PAC 0.893–0.898 and PVC 0.945–0.953 over 3 GAN seeds; AFIB 0.963 with GAN seed 0.
+``beat_matched_lead_field_detail`` (a candidate)
+    ``beat_matched_lead_field``'s pretraining (shared), fine-tuned with two more matched statistics
+    (:mod:`rare_gan.matching`): RR jumps (pNN50 and the largest successive RR change) and per-lead
+    roughness (SD of the second difference). Aimed at what still gives that recipe's ECGs away
+    (``c2st_top_features``): pNN50 too high for PAC and PVC (even jitter where real records are
+    regular with rare premature beats), RR jumps too large for AFIB, limb leads too rough for CLBBB.
 ``beat_visible_ectopic_rr`` (a candidate)
     ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
     the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
@@ -91,7 +97,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 ARCHITECTURES = ("research", "beat")
 RHYTHMS = ("free", "ectopic")
 """How the beat generator's rhythm head draws RR intervals (see :func:`rare_gan.ecgnets.build_beat_generator`)."""
-MATCHED_STATISTICS = ("rr", "band")
+MATCHED_STATISTICS = ("rr", "band", "rr_jumps", "roughness")
 """What summary-statistic matching can match (:attr:`TrainConfig.matched_statistics`, :mod:`rare_gan.matching`)."""
 ALL_RECORDS = "ALL"
 """``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
@@ -167,7 +173,8 @@ class TrainConfig:
     :mod:`rare_gan.matching`). 0 = off."""
     matched_statistics: tuple[str, ...] = ("rr", "band")
     """Beat architecture: which statistics ``stats_weight`` matches, any of 'rr' (RR statistics of the
-    generator's R times) and 'band' (per-lead band-power shares)."""
+    generator's R times), 'band' (per-lead band-power shares), 'rr_jumps' (pNN50 and the largest
+    successive RR change) and 'roughness' (per-lead SD of the second difference)."""
     r1_weight: float = 0.0
     """γ of the R1 penalty γ/2·E‖∇ₓD(x_real)‖² added to the NS-GAN discriminator loss (0 = off;
     ignored by WGAN-GP, which has its own penalty)."""
@@ -418,6 +425,12 @@ RECIPES["beat_matched_lead_field"] = dataclasses.replace(
     settings={**RECIPES["beat_matched"].settings, "lead_rank": 4},
     summary="beat_matched (free rhythm head) with beats and residual drawn as 4 cardiac sources through a per-ECG "
             "lead field (a candidate)")
+RECIPES["beat_matched_lead_field_detail"] = dataclasses.replace(
+    RECIPES["beat_matched_lead_field"], name="beat_matched_lead_field_detail", pretraining_of="beat_matched_lead_field",
+    finetune={**RECIPES["beat_matched_lead_field"].finetune,
+              "matched_statistics": ("rr", "band", "rr_jumps", "roughness")},
+    summary="beat_matched_lead_field's pretraining fine-tuned also matching RR jumps (pNN50, largest change) and "
+            "per-lead roughness (a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

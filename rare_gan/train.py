@@ -315,7 +315,8 @@ def prepare_training_data(config: TrainConfig, meta: PTBXL | None = None) -> Tra
         label_codes = (config.label_codes or (source["train"].get("label_codes") if source else None)
                        or label_vocabulary(meta, config.min_label_records, config.min_likelihood, ids))
         labels = multi_hot(record_codes(meta, signals.ecg_ids, config.min_likelihood), label_codes)
-    rr_stats = matching.real_rr_statistics(mv) if config.stats_weight and "rr" in config.matched_statistics else None
+    rr_names = matching.rr_names(config.matched_statistics)
+    rr_stats = matching.real_rr_statistics(mv, rr_names) if config.stats_weight and rr_names else None
     return TrainingData(x_scaled=scaler.transform(mv), ecg_ids=signals.ecg_ids, scaler=scaler,
                         data_root=str(meta.root), demo=meta.demo, codes=codes, labels=labels,
                         label_codes=label_codes, rr_stats=rr_stats, fingerprint=data_fingerprint(signals.ecg_ids, mv, labels))

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from rare_gan import ecgnets, features, gan, matching, recipes, train
 from rare_gan.features import BANDS_HZ, _rr_features
+from rare_gan.leads import DISPLAY_NAMES
 
 
 def test_rr_statistics_are_the_realism_features_of_the_same_r_times():
@@ -158,7 +159,7 @@ def test_band_only_matching_trains_without_rr_statistics(demo_dir):
     data = train.prepare_training_data(config)
     assert data.rr_stats is None  # no R-peak detection over the training records
     stats = matching.standardisation(data.x_scaled)
-    assert set(stats) == {"band_mean", "band_sd"}
+    assert set(stats) == {"band_mean", "band_sd", "rough_mean", "rough_sd"}
     generator = ecgnets.build_beat_generator(latent_dim=16, hidden=32, template_channels=(16, 8, 8), residual_channels=8)
     model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
                        matching={**stats, "weight": 1.0, "statistics": ["band"]})
@@ -233,3 +234,50 @@ def test_beat_visible_ectopic_init_starts_prematurity_and_pause_where_they_can_m
     np.testing.assert_allclose(out[:-1], deviations[0, :-1], atol=1e-6)
     with pytest.raises(ValueError, match="ectopic_start and ectopic_rate must be > 0"):
         recipes.TrainConfig(target="PAC", ectopic_start=0.0)
+
+
+def test_rr_jumps_are_the_realism_features_of_a_premature_beat():
+    """One premature beat in a regular rhythm: ΔRR of 0, ±300 and 600 ms, so pNN50 = 0.5 and the largest jump 600 ms."""
+    peaks = np.cumsum([20, 80, 80, 80, 50, 110, 80, 80]).astype(np.float32)
+    want = dict(zip(features._RR_NAMES, _rr_features(peaks, 100.0)))
+    names = matching.rr_names(("rr", "rr_jumps"))
+    assert names == matching.RR_STATS + matching.JUMP_STATS and matching.rr_names(("band",)) == ()
+    got = dict(zip(names, matching.rr_statistics(peaks[None], names).numpy()[0]))
+    assert want["pnn50"] == pytest.approx(0.5) and got["pnn50"] == pytest.approx(0.5, abs=1e-3)
+    assert got["rr_max_jump_ms"] == pytest.approx(want["rr_max_jump_ms"], rel=1e-3) == 600.0
+    assert got["rmssd_ms"] == pytest.approx(want["rmssd_ms"], rel=0.01)
+    only_jumps = matching.rr_statistics(peaks[None], matching.JUMP_STATS).numpy()[0]
+    np.testing.assert_allclose(only_jumps, [got["pnn50"], got["rr_max_jump_ms"]])
+
+
+def test_roughness_is_the_log_sd_of_the_second_difference():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 1.0, (1, 20000, 12)).astype(np.float32)  # white: SD of Δ² is √6 σ
+    np.testing.assert_allclose(matching.roughness_statistics(noise).numpy(), np.log10(np.sqrt(6.0)), atol=0.01)
+    ramp = np.tile(np.linspace(0, 5, 1000, dtype=np.float32)[None, :, None], (1, 1, 12))
+    assert (matching.roughness_statistics(ramp).numpy() < -3.5).all()  # a straight line has no second difference
+    want = features.extract(np.asarray(noise[:, :1000], np.float64))
+    diff2 = want[0, [features.feature_names().index(f"amp:{lead}:diff2_sd_mv") for lead in DISPLAY_NAMES]]
+    np.testing.assert_allclose(matching.roughness_statistics(noise[:, :1000]).numpy()[0], np.log10(diff2), atol=1e-3)
+
+
+def test_jump_and_roughness_matching_train_end_to_end(demo_dir):
+    """The new statistics need only RR jumps from the detector, add to the gap and reach the generator."""
+    config = dataclasses.replace(recipes.get_recipe("beat_matched").config("AFIB", profile="test", data_dir="demo"),
+                                 matched_statistics=("rr_jumps", "roughness"), conditional=False)
+    data = train.prepare_training_data(config)
+    assert data.rr_stats.shape == (len(data.x_scaled), len(matching.JUMP_STATS)) and np.isfinite(data.rr_stats).all()
+    stats = matching.standardisation(data.x_scaled, data.rr_stats)
+    assert len(stats["rough_mean"]) == 12 and len(stats["rr_mean"]) == 2
+    generator = ecgnets.build_beat_generator(latent_dim=16, hidden=32, template_channels=(16, 8, 8), residual_channels=8)
+    model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
+                       matching={**stats, "weight": 1.0, "statistics": ["rr_jumps", "roughness"]})
+    real, real_rr = tf.constant(data.x_scaled[:4]), tf.constant(data.rr_stats[:4])
+    with tf.GradientTape() as tape:
+        out, rhythm = matching.with_rhythm(generator)(tf.random.stateless_normal((4, 16), seed=[0, 1]), training=True)
+        gap = model.stats_gap(out, rhythm, real, real_rr)
+    assert float(gap) > 0
+    assert tape.gradient(gap, generator.get_layer("rr_deviation").kernel) is not None
+    model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
+    step = model.train_step((real, real_rr))
+    assert np.isfinite(float(step["stats_gap"])) and float(step["stats_gap"]) > 0

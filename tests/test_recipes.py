@@ -328,3 +328,14 @@ def test_beat_matched_lead_field_is_beat_matched_with_the_lead_field():
     assert (config.lead_rank, config.beat_rhythm, config.matched_statistics) == (4, "free", ("rr", "band"))
     assert {**config.to_dict(), "lead_rank": 0, "recipe": matched.recipe} == matched.to_dict()
     assert train.config_digest(config) != train.config_digest(matched)
+
+
+def test_beat_matched_lead_field_detail_shares_the_pretraining_and_matches_more_in_fine_tuning():
+    detail, base = recipes.get_recipe("beat_matched_lead_field_detail"), recipes.get_recipe("beat_matched_lead_field")
+    assert detail.config(None, "pretrain", seed=2) == base.config(None, "pretrain", seed=2)  # the same cached run
+    tuned = detail.config("PAC")
+    assert tuned.matched_statistics == ("rr", "band", "rr_jumps", "roughness") and tuned.stats_weight == 1.0
+    assert {**tuned.to_dict(), "matched_statistics": ("rr", "band"), "recipe": "x"} == \
+        {**base.config("PAC").to_dict(), "recipe": "x"}
+    with pytest.raises(ValueError, match="matched_statistics must be"):
+        recipes.TrainConfig(target="PAC", architecture="beat", stats_weight=1.0, matched_statistics=("jumps",))
