@@ -299,7 +299,8 @@ def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, 
     ``c2st_auroc`` (strong, features; with ``c2st_null_sd`` and the top separating features),
     ``c2st_cnn_auroc``, ``tstr_auroc`` and ``real_auroc_same_classifier`` (test folds 9–10),
     Wasserstein distances of heart rate and RR-SD to the real positives, |median QRS| and |median
-    PR| differences, plausibility, ``near_copy_fraction`` and ``nn_distance_ratio``, and the median
+    PR| differences, plausibility, ``near_copy_fraction`` (with the rule's false-flag rate on unseen real
+    ECGs and the Mann–Whitney p of :func:`rare_gan.metrics.memorisation_report`) and ``nn_distance_ratio``, and the median
     share of spectral power above 15 Hz of the synthetic and the real ECGs (smoothness).
     """
     from rare_gan import metrics, physiology
@@ -320,7 +321,8 @@ def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, 
             "pr_median_diff_ms": abs(w.at["pr_ms", "synth_median"] - w.at["pr_ms", "real_median"]),
             "plausible_fraction": float(phys["plausible"].mean())}
     _, memo = metrics.memorisation_report(synthetic_mv, ref.train_mv, ref.unseen_mv)
-    row |= {"near_copy_fraction": memo["fraction_near_copy"], "nn_distance_ratio": nn_distance_ratio(memo),
+    row |= {"near_copy_fraction": memo["fraction_near_copy"], "near_copy_false_flag_rate": memo["test_false_flag_rate"],
+            "near_copy_mannwhitney_p": memo["mannwhitney_p"], "nn_distance_ratio": nn_distance_ratio(memo),
             "hf_ratio_median": float(np.median(metrics.high_frequency_ratio(synthetic_mv))),
             "hf_ratio_median_real": float(np.median(metrics.high_frequency_ratio(ref.train_mv)))}
     return row

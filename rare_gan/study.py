@@ -220,6 +220,35 @@ def ablation_rows(data_dir: str | None, codes: Sequence[str], seed: int = 0, pro
     return rows
 
 
+def memorisation_rows(data_dir: str | None, codes: Sequence[str], realism_rows_: Sequence[dict],
+                      recipes: Sequence[str], n_generate: int = 500) -> list[dict]:
+    """The near-copy check of each realism run of ``recipes`` spelled out (:func:`rare_gan.metrics.memorisation_report`
+    on the same ``n_generate`` ECGs as its realism row): the fraction flagged next to the rule's false-flag rate
+    on the code's unseen real positives (leave-one-out) and the Mann–Whitney p of "closer to the training
+    ECGs than unseen real ECGs are". With m unseen positives the rule flags about 1/(m + 1) of ECGs drawn
+    like the real ones, so a near-copy fraction is evidence of memorisation only well above that rate."""
+    from rare_gan import metrics
+
+    rows = []
+    for code in codes:
+        task = evaluate.load_task(data_dir, code)
+        train_mv = task.scaler.inverse(task.x["train"])[task.y["train"] == 1]
+        unseen_mv = task.unseen_positives_mv()
+        for r in realism_rows_:
+            if r["code"] != code or r["recipe"] not in recipes or not Path(str(r.get("run_dir"))).is_dir():
+                continue
+            synthetic = generate.generate(generate.load_run(r["run_dir"]), n_generate, seed=int(r["gan_seed"]))
+            _, memo = metrics.memorisation_report(synthetic, train_mv, unseen_mv)
+            rows.append({k: r.get(k) for k in ("code", "recipe", "configuration", "gan_seed", "pretrain_seed")}
+                        | {k: memo[k] for k in ("n_synth", "n_test", "fraction_near_copy", "test_false_flag_rate",
+                                                "fraction_above_absolute", "median_synth_to_train",
+                                                "median_test_to_train", "mannwhitney_p")}
+                        | {"n_train": len(train_mv)})
+            log.info("%s %s seed %s: near-copies %.3f (false-flag rate %.3f, p %.2f)", code, r["recipe"],
+                     r["gan_seed"], memo["fraction_near_copy"], memo["test_false_flag_rate"], memo["mannwhitney_p"])
+    return rows
+
+
 def ablation_markdown(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> str:
     """Strong C2ST per code: research, the default recipe's stages, and each one-change fine-tuning (seed 0)."""
     base = [r for r in realism_rows_ if r.get("gan_seed") == 0 and r["recipe"] != "real"
@@ -280,10 +309,12 @@ def write_results(path: str | Path, section: str, rows: Sequence[dict], command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rare_gan.study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("section", choices=["realism", "ablation", "utility", "cnn_budget", "figures", "readme"],
+    parser.add_argument("section", choices=["realism", "ablation", "utility", "cnn_budget", "memorisation", "figures",
+                                            "readme"],
                         help="realism: train/reuse and evaluate every run; utility: both classifier families on "
                              "the realism runs of GAN seed 0; cnn_budget: the CNN trunk's pretraining budget by "
-                             "inner validation (folds 1-7 -> fold 8); figures: README example grids; readme: "
+                             "inner validation (folds 1-7 -> fold 8); memorisation: the near-copy check of the realism runs of "
+                             "--recipes against its false-flag rate; figures: README example grids; readme: "
                              "rewrite the README's results blocks from --results")
     parser.add_argument("--data", help="PTB-XL folder (default: $PTBXL_DIR, data/ptbxl, else DEMO)")
     parser.add_argument("--codes", default="PAC,PVC,CLBBB,AFIB")
@@ -320,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.section == "cnn_budget":
         rows = cnn_budget_study(args.data, codes, ints(args.cnn_epochs), args.outputs)
         print(cnn_budget_markdown(rows))
+    elif args.section == "memorisation":
+        rows = memorisation_rows(args.data, codes, results["realism"]["rows"], [r.strip() for r in args.recipes.split(",")],
+                                 args.n_generate)
+        print(pd.DataFrame(rows).round(3).to_string(index=False))
     elif args.section == "utility":
         rows = utility_rows(args.data, codes, results["realism"]["rows"], outputs=args.outputs)
         print(pd.DataFrame(rows)[["code", "family", "variant", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)

@@ -122,3 +122,23 @@ def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir
     assert tests["cnn"]["epochs"] == utility.choose_cnn_epochs(selection) and tests["features"]["epochs"] is None
     assert all(0 <= r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"] <= 1 for r in tests.values())
     assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 2  # one on folds 1-7, the chosen on 1-8
+
+
+def test_memorisation_rows_spell_out_the_near_copy_check_of_each_run(demo_dir, tmp_path):
+    from rare_gan import evaluate, generate, metrics, train
+
+    run_dir, _ = train.train_recipe("research", "AFIB", tmp_path / "run", profile="test", data_dir="demo", seed=1)
+    realism = [{"code": "AFIB", "recipe": "research", "configuration": "Initial", "gan_seed": 1, "run_dir": str(run_dir)},
+               {"code": "AFIB", "recipe": "research", "configuration": "Modified", "gan_seed": 0,
+                "run_dir": str(tmp_path / "gone")},  # no run folder on this machine: skipped
+               {"code": "AFIB", "recipe": "beat", "configuration": "Initial", "gan_seed": 0, "run_dir": str(run_dir)}]
+    rows = study.memorisation_rows("demo", ["AFIB"], realism, ["research"], n_generate=16)
+    assert len(rows) == 1 and rows[0]["gan_seed"] == 1 and rows[0]["n_synth"] == 16
+    task = evaluate.load_task("demo", "AFIB")
+    train_mv = task.scaler.inverse(task.x["train"])[task.y["train"] == 1]
+    _, want = metrics.memorisation_report(generate.generate(generate.load_run(run_dir), 16, seed=1), train_mv,
+                                          task.unseen_positives_mv())
+    assert rows[0]["n_train"] == len(train_mv) and rows[0]["n_test"] == len(task.unseen_positives_mv())
+    for key in ("fraction_near_copy", "test_false_flag_rate", "mannwhitney_p"):
+        assert rows[0][key] == want[key]
+    assert 0 <= rows[0]["test_false_flag_rate"] <= 1
