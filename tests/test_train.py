@@ -191,3 +191,17 @@ def test_cli_starts_without_tensorflow_noise():
     assert out.returncode == 0 and "--recipe" in out.stdout
     for noise in ("cuInit", "oneDNN", "cuda drivers", "absl::InitializeLog"):
         assert noise not in out.stderr, out.stderr
+
+
+def test_notebooks_import_rare_gan_before_tensorflow():
+    """The package's quiet import only helps if it comes first: a notebook that imports keras or tensorflow
+    before rare_gan prints TensorFlow's start-up lines into run_all.sh's output."""
+    import re
+
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        source = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+        first = {name: m.start() for name, pattern in (("rare_gan", r"^\s*(from|import) rare_gan"),
+                                                      ("tensorflow", r"^\s*(import|from) (keras|tensorflow)\b"))
+                 if (m := re.search(pattern, source, re.M))}
+        if "tensorflow" in first:
+            assert "rare_gan" in first and first["rare_gan"] < first["tensorflow"], path.name
