@@ -61,14 +61,17 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     matching) with the lead field of ``beat_lead_field``: asks whether the lead field's gain on
     CLBBB holds without the ectopic head, whose irregular rhythm is what still gives
     ``beat_lead_field``'s CLBBB ECGs away (its own pretraining). Measured (one pretraining): CLBBB's
-    strong C2ST 0.758–0.794 over 3 GAN seeds, the first under 0.80, but with more near-copies (README
-    *Limitations*); PAC 0.893–0.898 and PVC 0.945–0.953 over 3 GAN seeds; AFIB 0.963 with GAN seed 0.
+    strong C2ST 0.758–0.794 over 3 GAN seeds, the first under 0.80, with near-copies at the rule's
+    false-flag rate on unseen real ECGs (README *Limitations*); PAC 0.893–0.898, PVC 0.945–0.953 and AFIB
+    0.951–0.963 over 3 GAN seeds.
 ``beat_matched_lead_field_detail`` (a candidate)
     ``beat_matched_lead_field``'s pretraining (shared), fine-tuned with two more matched statistics
     (:mod:`rare_gan.matching`): RR jumps (pNN50 and the largest successive RR change) and per-lead
     roughness (SD of the second difference). Aimed at what still gives that recipe's ECGs away
     (``c2st_top_features``): pNN50 too high for PAC and PVC (even jitter where real records are
     regular with rare premature beats), RR jumps too large for AFIB, limb leads too rough for CLBBB.
+    Measured (3 GAN seeds on one pretraining): PAC 0.843–0.860 (from 0.893–0.898), PVC 0.927–0.951; CLBBB
+    0.760–0.832 and AFIB 0.946–0.960 no better (README *Limitations*).
 ``beat_visible_ectopic_rr`` (a candidate)
     ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
     the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
