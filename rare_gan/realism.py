@@ -46,7 +46,7 @@ class Effort:
     cnn_folds: int = 5
 
 
-EFFORT = {"test": Effort(1, 2, 1, 2), "quick": Effort(3, 5, 8), "full": Effort()}
+EFFORT = {"test": Effort(1, 2, 1, 2), "quick": Effort(3, 3, 5, 3), "full": Effort()}
 
 
 def feature_classifier(seed: int = 0, n_train: int = 1000) -> HistGradientBoostingClassifier:

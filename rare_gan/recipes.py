@@ -389,7 +389,7 @@ RECIPES: dict[str, Recipe] = {
                   "batch_size": 64, "discriminator_scales": (1, 4)},
         pretrain={**INITIAL},
         finetune={"freeze_discriminator": 2},
-        budgets={"test": _budget((1, 2), (1, 2)), "quick": _budget((10, 30), (4, 25)),
+        budgets={"test": _budget((1, 2), (1, 2)), "quick": _budget((5, 20), (2, 20)),
                  "full": _budget((60, 100), (10, 50))},
     ),
 }

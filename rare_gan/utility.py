@@ -141,7 +141,7 @@ def oof_scores(family: Family, x: np.ndarray, y: np.ndarray, seed: int = 0, fold
 CNN_BLOCKS = (64, 128, 128, 256, 256)
 """Inception/residual blocks of the CNN trunk, each after a 2× pooling: its receptive field spans ~5 s
 (several RR intervals), and global average + maximum pooling keep a single ectopic beat visible."""
-CNN_EPOCHS = {"test": 1, "quick": 10, "full": 100}
+CNN_EPOCHS = {"test": 1, "quick": 5, "full": 100}
 """Multi-label pretraining epochs of the CNN trunk per profile (cosine-decayed Adam 1e-3, batch 64).
 The full profile's is the budget that inner validation inside folds 1–8 chooses on PTB-XL
 (``python -m rare_gan.study cnn_budget``: 30, 100 and 200 epochs give a fold-8 macro AUROC over the
