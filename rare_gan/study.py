@@ -3,7 +3,8 @@
 ``python -m rare_gan.study realism --data ../shared/ptbxl --codes PAC,PVC,CLBBB,AFIB --seeds 0,1,2``
 trains (or reuses) the runs and writes one realism row per run (:func:`rare_gan.realism.evaluate_synthetic`)
 plus the real-data controls of each code; ``... utility`` adds the utility rows of both classifier
-families (:func:`utility_rows`); the low-data study (:mod:`rare_gan.lowdata`) adds its own
+families (:func:`utility_rows`); ``... memorisation`` spells out the near-copy check of chosen
+recipes' runs (:func:`memorisation_rows`); the low-data study (:mod:`rare_gan.lowdata`) adds its own
 section; ``... figures`` draws the README's example grids and ``... readme`` rewrites the README's
 results blocks from the JSON. Each realism row is cached in its run folder (``realism.json``), so
 an interrupted study resumes where it stopped and the JSON can be rebuilt without retraining.
