@@ -233,7 +233,7 @@ def memorisation_rows(data_dir: str | None, codes: Sequence[str], realism_rows_:
     rows = []
     for code in codes:
         task = evaluate.load_task(data_dir, code)
-        train_mv = task.scaler.inverse(task.x["train"])[task.y["train"] == 1]
+        train_mv = task.positives_mv("train")
         unseen_mv = task.unseen_positives_mv()
         for r in realism_rows_:
             if r["code"] != code or r["recipe"] not in recipes or not Path(str(r.get("run_dir"))).is_dir():

@@ -135,7 +135,7 @@ def test_memorisation_rows_spell_out_the_near_copy_check_of_each_run(demo_dir, t
     rows = study.memorisation_rows("demo", ["AFIB"], realism, ["research"], n_generate=16)
     assert len(rows) == 1 and rows[0]["gan_seed"] == 1 and rows[0]["n_synth"] == 16
     task = evaluate.load_task("demo", "AFIB")
-    train_mv = task.scaler.inverse(task.x["train"])[task.y["train"] == 1]
+    train_mv = task.positives_mv("train")
     _, want = metrics.memorisation_report(generate.generate(generate.load_run(run_dir), 16, seed=1), train_mv,
                                           task.unseen_positives_mv())
     assert rows[0]["n_train"] == len(train_mv) and rows[0]["n_test"] == len(task.unseen_positives_mv())
