@@ -122,7 +122,9 @@ class ECGGAN(keras.Model):
         self.matching = dict(matching) if matching else None
         self._rr_names = mt.rr_names(self.matching["statistics"]) if self.matching else ()
         self._matches_rr = bool(self._rr_names)
-        if self._matches_rr:  # the RR statistics of its own R times: the generator also returns its rhythm
+        self._agreement = bool(self.matching) and "beats" in self.matching["statistics"]
+        self._needs_rhythm = self._matches_rr or self._agreement
+        if self._needs_rhythm:  # statistics of its own R times: the generator also returns its rhythm
             self._with_rhythm = mt.with_rhythm(generator)
             self._renderer = generator.get_layer("render")
         self.built = True  # G and D are built functional models; fit must not build from ECG batches
@@ -201,14 +203,17 @@ class ECGGAN(keras.Model):
 
     def stats_gap(self, generated, rhythm, real, real_rr):
         """Summary-statistic gap (:func:`rare_gan.matching.moment_gap`) of the matched statistics
-        (``matching["statistics"]``: RR, RR jumps, band, roughness) between a generated batch (with its
-        rhythm) and the real batch."""
+        (``matching["statistics"]``: RR, RR jumps, band (periodogram or Welch), roughness) between a
+        generated batch (with its rhythm) and the real batch, plus the beat-agreement penalty with 'beats'."""
         m = self.matching
         gap = tf.constant(0.0)
         if self._matches_rr:
             gap += mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm), self._rr_names), real_rr,
                                  m["rr_mean"], m["rr_sd"])
-        for name, statistic, key in (("band", mt.band_statistics, "band"), ("roughness", mt.roughness_statistics, "rough")):
+        if self._agreement:
+            gap += mt.beat_agreement(generated, self._renderer.r_times(rhythm))
+        for name, statistic, key in (("band", mt.band_statistics, "band"), ("band_welch", mt.welch_band_statistics, "welch"),
+                                     ("roughness", mt.roughness_statistics, "rough")):
             if name in m["statistics"]:
                 gap += mt.moment_gap(statistic(generated), statistic(real), m[f"{key}_mean"], m[f"{key}_sd"])
         return gap
@@ -245,7 +250,7 @@ class ECGGAN(keras.Model):
         extra = {}
         with tf.GradientTape() as tape:
             if self.matching:
-                generated, rhythm = self._generate(noise, labels, rhythm=True) if self._matches_rr else \
+                generated, rhythm = self._generate(noise, labels, rhythm=True) if self._needs_rhythm else \
                     (self._generate(noise, labels), None)
                 extra["stats_gap"] = self.stats_gap(generated, rhythm, real, real_rr)
             else:

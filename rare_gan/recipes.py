@@ -72,6 +72,18 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     regular with rare premature beats), RR jumps too large for AFIB, limb leads too rough for CLBBB.
     Measured (3 GAN seeds on one pretraining): PAC 0.843–0.860 (from 0.893–0.898), PVC 0.927–0.951; CLBBB
     0.760–0.832 and AFIB 0.946–0.960 no better (README *Limitations*).
+``beat_matched_lead_field_agree`` (a candidate)
+    ``beat_matched_lead_field_detail`` with *beat agreement* in fine-tuning
+    (:func:`rare_gan.matching.beat_agreement`): every placed beat a steep QRS in lead II, nothing
+    else nearly as steep. Its placed R times already had the real lag-1 RR autocorrelation, but the
+    detector found the placed beat count in a quarter of the ECGs only, so the measured one was ≈ 0
+    (the most separating feature for PAC and PVC).
+``beat_matched_lead_field_agree_welch`` (a candidate)
+    ``beat_matched_lead_field_agree`` with the band-power shares matched from Welch's estimate, as
+    the realism features compute them (:func:`rare_gan.matching.welch_band_statistics`) instead of
+    the whole record's periodogram: with beat agreement the rhythm stopped giving PVC away and the
+    0–0.5 Hz share of the limb leads (3× real's in Welch's estimate, matched in the periodogram's)
+    became the most separating feature.
 ``beat_visible_ectopic_rr`` (a candidate)
     ``beat_visible_ectopic``'s pretraining (shared), fine-tuned with RR-statistic matching added to
     the band-power matching: a direct gradient on the ectopic head's prematurity and pause, which
@@ -100,7 +112,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 ARCHITECTURES = ("research", "beat")
 RHYTHMS = ("free", "ectopic")
 """How the beat generator's rhythm head draws RR intervals (see :func:`rare_gan.ecgnets.build_beat_generator`)."""
-MATCHED_STATISTICS = ("rr", "band", "rr_jumps", "roughness")
+MATCHED_STATISTICS = ("rr", "band", "band_welch", "rr_jumps", "roughness", "beats")
 """What summary-statistic matching can match (:attr:`TrainConfig.matched_statistics`, :mod:`rare_gan.matching`)."""
 ALL_RECORDS = "ALL"
 """``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
@@ -176,8 +188,10 @@ class TrainConfig:
     :mod:`rare_gan.matching`). 0 = off."""
     matched_statistics: tuple[str, ...] = ("rr", "band")
     """Beat architecture: which statistics ``stats_weight`` matches, any of 'rr' (RR statistics of the
-    generator's R times), 'band' (per-lead band-power shares), 'rr_jumps' (pNN50 and the largest
-    successive RR change) and 'roughness' (per-lead SD of the second difference)."""
+    generator's R times), 'band' (per-lead band-power shares, periodogram), 'band_welch' (the same from
+    Welch's estimate, as the realism features), 'rr_jumps' (pNN50 and the largest
+    successive RR change), 'roughness' (per-lead SD of the second difference) and 'beats' (a penalty
+    that the placed beats are the ECG's beats in lead II, :func:`rare_gan.matching.beat_agreement`)."""
     r1_weight: float = 0.0
     """γ of the R1 penalty γ/2·E‖∇ₓD(x_real)‖² added to the NS-GAN discriminator loss (0 = off;
     ignored by WGAN-GP, which has its own penalty)."""
@@ -434,6 +448,18 @@ RECIPES["beat_matched_lead_field_detail"] = dataclasses.replace(
               "matched_statistics": ("rr", "band", "rr_jumps", "roughness")},
     summary="beat_matched_lead_field's pretraining fine-tuned also matching RR jumps (pNN50, largest change) and "
             "per-lead roughness (a candidate)")
+RECIPES["beat_matched_lead_field_agree"] = dataclasses.replace(
+    RECIPES["beat_matched_lead_field_detail"], name="beat_matched_lead_field_agree",
+    finetune={**RECIPES["beat_matched_lead_field_detail"].finetune,
+              "matched_statistics": ("rr", "band", "rr_jumps", "roughness", "beats")},
+    summary="beat_matched_lead_field_detail with beat agreement: every placed beat a steep lead-II QRS, nothing "
+            "else as steep (a candidate)")
+RECIPES["beat_matched_lead_field_agree_welch"] = dataclasses.replace(
+    RECIPES["beat_matched_lead_field_agree"], name="beat_matched_lead_field_agree_welch",
+    finetune={**RECIPES["beat_matched_lead_field_agree"].finetune,
+              "matched_statistics": ("rr", "band_welch", "rr_jumps", "roughness", "beats")},
+    summary="beat_matched_lead_field_agree with the band-power shares matched as the realism features measure them "
+            "(Welch; a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

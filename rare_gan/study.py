@@ -167,17 +167,23 @@ def _with_ci(table: pd.DataFrame, metrics: Sequence[str]) -> dict:
             for suffix, column in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))}
 
 
+CNN_INPUTS = "leads+rhythm"
+"""What the CNN trunk reads (:func:`rare_gan.utility.cnn_inputs`); rows from before the rhythm channels have no
+``cnn_inputs`` and are the 12 leads alone."""
+
+
 def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequence[int],
                      outputs: str | Path = "outputs/study", seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000
                      ) -> list[dict]:
     """The CNN trunk's budget chosen by inner validation (:func:`rare_gan.utility.cnn_budget_rows`, no
     ``code``), then the real-only test AUROC (folds 9–10) of both families with that budget, one row per
-    code and family: how far the CNN is from the feature model, measured after the choice."""
+    code and family: how far the CNN is from the feature model, measured after the choice. Every row
+    names the trunk's inputs (``cnn_inputs``: the 12 leads and the rhythm channels)."""
     from rare_gan import utility
 
     cache = Path(outputs) / "classifiers"
     tasks = {code: evaluate.load_task(data_dir, code) for code in codes}
-    rows = utility.cnn_budget_rows(tasks[codes[0]], epochs, cache_root=cache)
+    rows = [r | {"cnn_inputs": CNN_INPUTS} for r in utility.cnn_budget_rows(tasks[codes[0]], epochs, cache_root=cache)]
     chosen = utility.choose_cnn_epochs(rows)
     for code, task in tasks.items():
         trunk = utility.pretrained_cnn(task, 0, cache_root=cache, epochs=chosen)
@@ -187,7 +193,8 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
             rows.append({"code": code, "family": family.name, "variant": "real",
                          "epochs": chosen if family.name == "cnn" else None,
                          **_with_ci(table.set_index("metric"), ("auroc",)),
-                         "n_test_positives": int(real.test_y.sum()), "classifier_seeds": list(seeds)})
+                         "n_test_positives": int(real.test_y.sum()), "classifier_seeds": list(seeds),
+                         "cnn_inputs": CNN_INPUTS})
     return rows
 
 
@@ -287,7 +294,7 @@ def summarise(rows: Sequence[dict]) -> pd.DataFrame:
 
 
 ROW_KEY = ("code", "recipe", "configuration", "gan_seed", "pretrain_seed", "family", "variant", "k_label", "draw",
-           "epochs")
+           "epochs", "cnn_inputs")
 """Fields that identify a row: a later invocation replaces the rows it computes again and keeps the others."""
 
 
@@ -483,8 +490,10 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
     """The README's table of the CNN trunk's budget selection (inner validation, fold 8) and the budget chosen."""
     from rare_gan import utility
 
-    tests = pd.DataFrame([r for r in rows if r.get("code")])
-    rows = [r for r in rows if not r.get("code")]
+    current = [r for r in rows if r.get("cnn_inputs") == CNN_INPUTS] or [r for r in rows if not r.get("cnn_inputs")]
+    earlier = pd.DataFrame([r for r in rows if r.get("code") and r not in current and not r.get("cnn_inputs")
+                            and r["family"] == "cnn"])
+    rows, tests = [r for r in current if not r.get("code")], pd.DataFrame([r for r in current if r.get("code")])
     if not rows:
         return "(not run)"
     report = list(rows[0]["codes"])
@@ -503,14 +512,19 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
         return "\n".join(lines)
     lines += [f"\nThen, with that budget (trunk on every training-fold record), real-only test AUROC on folds 9–10 "
               f"(mean of {len(tests['classifier_seeds'].iloc[0])} classifier seeds, 95% bootstrap CI):\n",
-              "| code | test positives | features | cnn | cnn − features | PTB-XL benchmark anchor* |",
-              "|---|---|---|---|---|---|"]
+              "| code | test positives | features | cnn | cnn − features | PTB-XL benchmark anchor* |"
+              + (" cnn on the leads alone (earlier trunk) |" if not earlier.empty else ""),
+              "|---|---|---|---|---|---|" + ("---|" if not earlier.empty else "")]
+    cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]"  # noqa: E731
     for code, g in tests.groupby("code", sort=False):
         f, c = (g[g["family"] == name].iloc[0] for name in ("features", "cnn"))
-        cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]"  # noqa: E731
         anchor = BENCHMARK_ANCHORS.get(code)
-        lines.append(f"| {code} | {f['n_test_positives']} | {cell(f)} | {cell(c)} | {c['auroc'] - f['auroc']:+.3f} | "
-                     f"{anchor if anchor is not None else '—'} |")
+        line = (f"| {code} | {f['n_test_positives']} | {cell(f)} | {cell(c)} | {c['auroc'] - f['auroc']:+.3f} | "
+                f"{anchor if anchor is not None else '—'} |")
+        if not earlier.empty:
+            old = earlier[earlier["code"] == code]
+            line += f" {cell(old.iloc[0]) if len(old) else '—'} |"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -159,7 +159,7 @@ def test_band_only_matching_trains_without_rr_statistics(demo_dir):
     data = train.prepare_training_data(config)
     assert data.rr_stats is None  # no R-peak detection over the training records
     stats = matching.standardisation(data.x_scaled)
-    assert set(stats) == {"band_mean", "band_sd", "rough_mean", "rough_sd"}
+    assert set(stats) == {"band_mean", "band_sd", "welch_mean", "welch_sd", "rough_mean", "rough_sd"}
     generator = ecgnets.build_beat_generator(latent_dim=16, hidden=32, template_channels=(16, 8, 8), residual_channels=8)
     model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
                        matching={**stats, "weight": 1.0, "statistics": ["band"]})
@@ -281,3 +281,74 @@ def test_jump_and_roughness_matching_train_end_to_end(demo_dir):
     model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
     step = model.train_step((real, real_rr))
     assert np.isfinite(float(step["stats_gap"])) and float(step["stats_gap"]) > 0
+
+
+def _spike_train(r_times, length=1000):
+    """One ECG (1, length, 12) whose lead II is a narrow triangle (a QRS) at each R time, flat elsewhere."""
+    ecg = np.zeros((1, length, 12), np.float32)
+    for r in r_times:
+        ecg[0, r - 3:r + 4, 1] = 1.0 - np.abs(np.arange(-3, 4)) / 4.0
+    return ecg
+
+
+def test_beat_agreement_is_zero_when_the_placed_beats_are_the_ecgs_and_grows_otherwise():
+    beats = np.arange(60, 960, 90)
+    ecg = _spike_train(beats)
+    padded = lambda t: np.r_[t, np.full(36 - len(t), -100.0)][None].astype(np.float32)  # noqa: E731
+    assert float(matching.beat_agreement(ecg, padded(beats))) == 0.0
+    # half the QRS complexes placed (the others are extra steep peaks), or beats placed where there is none
+    assert float(matching.beat_agreement(ecg, padded(beats[::2]))) > 1.0
+    assert float(matching.beat_agreement(ecg, padded(np.sort(np.r_[beats, beats[:-1] + 45])))) > 0.5
+    # placed beats outside the record do not count, and only lead II is looked at
+    other = ecg.copy()
+    other[0, :, 0] = np.sin(np.arange(1000))
+    assert float(matching.beat_agreement(other, padded(np.r_[beats, 1200.0]))) == 0.0
+
+
+def test_beat_agreement_is_near_zero_on_real_ecgs_at_their_detected_peaks(demo_dir):
+    from rare_gan import physiology
+
+    config = recipes.get_recipe("beat_matched").config("AFIB", profile="test", data_dir="demo", conditional=False)
+    data = train.prepare_training_data(config)
+    mv = data.scaler.inverse(data.x_scaled[:20])
+    values = []
+    for scaled, ecg in zip(data.x_scaled[:20], mv):
+        peaks = physiology.detect_rpeaks(ecg[:, 1]).astype(np.float32)
+        values.append(float(matching.beat_agreement(scaled[None], np.r_[peaks, np.full(36 - len(peaks), -100.0)][None])))
+    assert np.median(values) < 0.05, values
+
+
+def test_beat_agreement_reaches_the_generator_and_trains(demo_dir):
+    config = recipes.get_recipe("beat_matched_lead_field_agree").config("AFIB", profile="test", data_dir="demo",
+                                                                        conditional=False)
+    assert "beats" in config.matched_statistics
+    data = train.prepare_training_data(config)
+    stats = matching.standardisation(data.x_scaled, data.rr_stats)
+    generator = ecgnets.build_beat_generator(latent_dim=16, hidden=32, template_channels=(16, 8, 8), residual_channels=8,
+                                             visible_beats=True, lead_rank=4)
+    model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
+                       matching={**stats, "weight": 1.0, "statistics": list(config.matched_statistics)})
+    real, real_rr = tf.constant(data.x_scaled[:4]), tf.constant(data.rr_stats[:4])
+    with tf.GradientTape() as tape:
+        out, rhythm = matching.with_rhythm(generator)(tf.random.stateless_normal((4, 16), seed=[0, 1]), training=True)
+        agreement = matching.beat_agreement(out, generator.get_layer("render").r_times(rhythm))
+    grads = tape.gradient(agreement, generator.get_layer("template_out").kernel)
+    assert float(agreement) > 0 and grads is not None and float(tf.reduce_max(tf.abs(grads))) > 0
+    model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
+    step = model.train_step((real, real_rr))
+    assert np.isfinite(float(step["stats_gap"])) and float(step["stats_gap"]) > 0
+
+
+def test_welch_band_statistics_are_the_realism_features_band_shares():
+    rng = np.random.default_rng(0)
+    t = np.arange(1000) / 100.0
+    ecgs = (rng.normal(size=(3, 1000, 12)) * 0.05 + np.sin(2 * np.pi * 0.3 * t)[None, :, None]
+            + 0.5 * np.sin(2 * np.pi * 1.2 * t)[None, :, None]).astype(np.float32)
+    got = matching.welch_band_statistics(ecgs).numpy().reshape(3, 12, len(BANDS_HZ))
+    names = features.feature_names()
+    shares = features.extract(ecgs)[:, [names.index(f"band:{lead}:frac_{lo:g}_{hi:g}hz") for lead in DISPLAY_NAMES
+                                        for lo, hi in BANDS_HZ]].reshape(3, 12, len(BANDS_HZ))
+    np.testing.assert_allclose(got, np.log10(shares + 1e-4), atol=1e-3)
+    # drift slower than a segment hardly counts in Welch's estimate, while the periodogram sees it whole
+    slow = np.repeat(np.sin(2 * np.pi * 0.1 * t)[None, :, None], 12, axis=2).astype(np.float32) + 0.01 * ecgs
+    assert (matching.welch_band_statistics(slow).numpy()[0, 0] < matching.band_statistics(slow).numpy()[0, 0])

@@ -94,3 +94,31 @@ def test_cnn_budget_is_chosen_inside_folds_1_to_8(afib, demo_dir, tmp_path, monk
     assert utility.choose_cnn_epochs(budgets) == 100 and utility.choose_cnn_epochs(budgets, tolerance=0.001) == 200
     with pytest.raises(ValueError, match="no budget has a macro AUROC"):
         utility.choose_cnn_epochs([{"epochs": 1, "macro_auroc_common": float("nan")}])
+
+
+def test_rhythm_channels_hold_each_samples_rr_interval(monkeypatch):
+    from rare_gan import physiology
+
+    monkeypatch.setattr(physiology, "detect_rpeaks", lambda signal, fs=100.0: np.array([100, 200, 250, 400]))
+    ecgs = np.zeros((2, 1000, 12), np.float32)
+    ecgs[1, 5, 3] = np.nan  # a non-finite ECG gets no rhythm, and no error
+    ch = utility.rhythm_channels(ecgs)
+    assert ch.shape == (2, 1000, len(utility.RHYTHM_CHANNELS)) and ch.dtype == np.float32
+    relative, seconds = ch[0, :, 0], ch[0, :, 1]
+    # RR 1.0, 0.5 (premature), 1.5 s (pause); median 1.0
+    np.testing.assert_allclose(relative[[99, 100, 199, 200, 249, 250, 399, 400]], [0, 0, 0, -0.5, -0.5, 0.5, 0.5, 0])
+    np.testing.assert_allclose(seconds[[150, 225, 300]], np.array([1.0, 0.5, 1.5]) - utility.RR_CENTRE_S)
+    assert not ch[1].any()
+
+
+def test_the_cnn_trunk_reads_the_leads_and_the_rhythm_channels(afib, tmp_path):
+    with_rhythm = utility.pretrained_cnn(afib, 0, cache_root=tmp_path, epochs=1)
+    leads_only = utility.pretrained_cnn(afib, 0, cache_root=tmp_path, epochs=1, rhythm=False)
+    assert with_rhythm != leads_only
+    mv = afib.positives_mv("train")[:3]
+    for trunk, width in ((with_rhythm, 12 + len(utility.RHYTHM_CHANNELS)), (leads_only, 12)):
+        import keras
+
+        assert keras.saving.load_model(trunk / "trunk.keras", compile=False).input.shape[-1] == width
+        features = utility.cnn_embedder(trunk, afib.scaler.scale_mv)(mv)
+        assert features.shape == (3, 2 * utility.CNN_BLOCKS[-1]) and np.isfinite(features).all()
