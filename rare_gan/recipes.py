@@ -442,24 +442,28 @@ RECIPES["beat_matched_lead_field"] = dataclasses.replace(
     settings={**RECIPES["beat_matched"].settings, "lead_rank": 4},
     summary="beat_matched (free rhythm head) with beats and residual drawn as 4 cardiac sources through a per-ECG "
             "lead field (a candidate)")
-RECIPES["beat_matched_lead_field_detail"] = dataclasses.replace(
-    RECIPES["beat_matched_lead_field"], name="beat_matched_lead_field_detail", pretraining_of="beat_matched_lead_field",
-    finetune={**RECIPES["beat_matched_lead_field"].finetune,
-              "matched_statistics": ("rr", "band", "rr_jumps", "roughness")},
-    summary="beat_matched_lead_field's pretraining fine-tuned also matching RR jumps (pNN50, largest change) and "
-            "per-lead roughness (a candidate)")
-RECIPES["beat_matched_lead_field_agree"] = dataclasses.replace(
-    RECIPES["beat_matched_lead_field_detail"], name="beat_matched_lead_field_agree",
-    finetune={**RECIPES["beat_matched_lead_field_detail"].finetune,
-              "matched_statistics": ("rr", "band", "rr_jumps", "roughness", "beats")},
-    summary="beat_matched_lead_field_detail with beat agreement: every placed beat a steep lead-II QRS, nothing "
-            "else as steep (a candidate)")
-RECIPES["beat_matched_lead_field_agree_welch"] = dataclasses.replace(
-    RECIPES["beat_matched_lead_field_agree"], name="beat_matched_lead_field_agree_welch",
-    finetune={**RECIPES["beat_matched_lead_field_agree"].finetune,
-              "matched_statistics": ("rr", "band_welch", "rr_jumps", "roughness", "beats")},
-    summary="beat_matched_lead_field_agree with the band-power shares matched as the realism features measure them "
-            "(Welch; a candidate)")
+
+
+def _matching_fine_tuning(base: str, name: str, statistics: tuple[str, ...], summary: str) -> Recipe:
+    """``base``'s pretraining (shared) fine-tuned matching ``statistics`` instead."""
+    spec = RECIPES[base]
+    return dataclasses.replace(spec, name=name, pretraining_of=spec.pretraining_of or base,
+                               finetune={**spec.finetune, "matched_statistics": statistics}, summary=summary)
+
+
+RECIPES["beat_matched_lead_field_detail"] = _matching_fine_tuning(
+    "beat_matched_lead_field", "beat_matched_lead_field_detail", ("rr", "band", "rr_jumps", "roughness"),
+    "beat_matched_lead_field's pretraining fine-tuned also matching RR jumps (pNN50, largest change) and per-lead "
+    "roughness (a candidate)")
+RECIPES["beat_matched_lead_field_agree"] = _matching_fine_tuning(
+    "beat_matched_lead_field_detail", "beat_matched_lead_field_agree", ("rr", "band", "rr_jumps", "roughness", "beats"),
+    "beat_matched_lead_field_detail with beat agreement: every placed beat a steep lead-II QRS, nothing else as steep "
+    "(a candidate)")
+RECIPES["beat_matched_lead_field_agree_welch"] = _matching_fine_tuning(
+    "beat_matched_lead_field_agree", "beat_matched_lead_field_agree_welch",
+    ("rr", "band_welch", "rr_jumps", "roughness", "beats"),
+    "beat_matched_lead_field_agree with the band-power shares matched as the realism features measure them (Welch; "
+    "a candidate)")
 DEFAULT_RECIPE = "beat"
 
 
