@@ -112,13 +112,14 @@ def test_rhythm_channels_hold_each_samples_rr_interval(monkeypatch):
 
 
 def test_the_cnn_trunk_reads_the_leads_and_the_rhythm_channels(afib, tmp_path):
-    with_rhythm = utility.pretrained_cnn(afib, 0, cache_root=tmp_path, epochs=1)
-    leads_only = utility.pretrained_cnn(afib, 0, cache_root=tmp_path, epochs=1, rhythm=False)
-    assert with_rhythm != leads_only
-    mv = afib.positives_mv("train")[:3]
-    for trunk, width in ((with_rhythm, 12 + len(utility.RHYTHM_CHANNELS)), (leads_only, 12)):
-        import keras
+    import keras
 
-        assert keras.saving.load_model(trunk / "trunk.keras", compile=False).input.shape[-1] == width
-        features = utility.cnn_embedder(trunk, afib.scaler.scale_mv)(mv)
-        assert features.shape == (3, 2 * utility.CNN_BLOCKS[-1]) and np.isfinite(features).all()
+    trunk = utility.pretrained_cnn(afib, 0, cache_root=tmp_path, epochs=1)
+    assert keras.saving.load_model(trunk / "trunk.keras", compile=False).input.shape[-1] == 12 + len(
+        utility.RHYTHM_CHANNELS)
+    mv = afib.positives_mv("train")[:3]
+    features = utility.cnn_embedder(trunk, afib.scaler.scale_mv)(mv)
+    assert features.shape == (3, 2 * utility.CNN_BLOCKS[-1]) and np.isfinite(features).all()
+    leads = utility.cnn_inputs(mv, afib.scaler.scale_mv, rhythm=False)
+    np.testing.assert_allclose(leads, mv / afib.scaler.scale_mv, rtol=1e-6)
+    np.testing.assert_array_equal(utility.cnn_inputs(mv, afib.scaler.scale_mv)[..., 12:], utility.rhythm_channels(mv))
