@@ -79,7 +79,8 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     detector found the placed beat count in a quarter of the ECGs only, so the measured one was ≈ 0
     (the most separating feature for PAC and PVC). Measured (3 GAN seeds on one pretraining): CLBBB
     0.594–0.824, PAC 0.790–0.890, PVC 0.913–0.940, AFIB 0.915–0.946, every 3-seed mean below
-    ``_detail``'s and W1 RR-SD 10–44 ms, but the ranges overlap ``_detail``'s (README *Limitations*).
+    ``_detail``'s and W1 RR-SD 10–44 ms, but the ranges overlap ``_detail``'s, and on a second
+    pretraining CLBBB gives 0.959 (one GAN seed; README *Limitations*).
 ``beat_matched_lead_field_agree_welch`` (a candidate)
     ``beat_matched_lead_field_agree`` with the band-power shares matched from Welch's estimate, as
     the realism features compute them (:func:`rare_gan.matching.welch_band_statistics`) instead of
