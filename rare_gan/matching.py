@@ -167,17 +167,22 @@ def beat_agreement(ecgs, r_times, length: int = N_SAMPLES):
 def band_statistics(ecgs, fs: float = SAMPLING_RATE_HZ):
     """log10 share of each lead's 0–45 Hz power in each band of :data:`rare_gan.features.BANDS_HZ`
     ``(batch, leads × bands)``, from a periodogram of the mean-removed record (any units)."""
-    from rare_gan.features import BANDS_HZ
-
     x = tf.cast(ecgs, tf.float32)
     length = x.shape[1]
     x = tf.transpose(x - tf.reduce_mean(x, axis=1, keepdims=True), [0, 2, 1])  # (batch, leads, T)
     power = tf.square(tf.abs(tf.signal.rfft(x)))
-    freqs = np.fft.rfftfreq(length, 1.0 / fs)
-    bands = tf.constant(np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in BANDS_HZ], 1).astype(np.float32))
-    in_bands = tf.einsum("blf,fk->blk", power, bands)
+    return _log_band_shares(power, np.fft.rfftfreq(length, 1.0 / fs), np.ones(length // 2 + 1))
+
+
+def _log_band_shares(power, freqs: np.ndarray, bin_weights: np.ndarray):
+    """log10 share of each lead's power ``(batch, leads, F)`` (bins at ``freqs``, weighted) in each band of
+    :data:`rare_gan.features.BANDS_HZ`, flattened to ``(batch, leads × bands)``."""
+    from rare_gan.features import BANDS_HZ
+
+    bands = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in BANDS_HZ], 1) * bin_weights[:, None]
+    in_bands = tf.einsum("blf,fk->blk", power, tf.constant(bands, tf.float32))
     share = in_bands / (tf.reduce_sum(in_bands, axis=-1, keepdims=True) + 1e-12)
-    return tf.reshape(tf.math.log(share + _LOG_FLOOR) / np.log(10.0), [tf.shape(x)[0], -1])
+    return tf.reshape(tf.math.log(share + _LOG_FLOOR) / np.log(10.0), [tf.shape(power)[0], -1])
 
 
 WELCH_SEGMENT, WELCH_HOP = 256, 128
@@ -188,19 +193,13 @@ def welch_band_statistics(ecgs, fs: float = SAMPLING_RATE_HZ):
     """log10 share of each lead's power in each band of :data:`rare_gan.features.BANDS_HZ`
     ``(batch, leads × bands)`` from Welch's estimate as the realism features compute it (periodic
     Hann window of :data:`WELCH_SEGMENT` samples, hop :data:`WELCH_HOP`, each segment mean-removed)."""
-    from rare_gan.features import BANDS_HZ
-
     x = tf.transpose(tf.cast(ecgs, tf.float32), [0, 2, 1])  # (batch, leads, T)
     frames = tf.signal.frame(x, WELCH_SEGMENT, WELCH_HOP)  # (batch, leads, segments, WELCH_SEGMENT)
     frames = frames - tf.reduce_mean(frames, axis=-1, keepdims=True)
     window = tf.constant(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WELCH_SEGMENT) / WELCH_SEGMENT), tf.float32)
     power = tf.reduce_mean(tf.square(tf.abs(tf.signal.rfft(frames * window))), axis=2)  # (batch, leads, F)
     freqs = np.fft.rfftfreq(WELCH_SEGMENT, 1.0 / fs)
-    one_sided = np.where((freqs > 0) & (freqs < fs / 2), 2.0, 1.0)  # as scipy's one-sided spectrum
-    bands = np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in BANDS_HZ], 1) * one_sided[:, None]
-    in_bands = tf.einsum("blf,fk->blk", power, tf.constant(bands, tf.float32))
-    share = in_bands / (tf.reduce_sum(in_bands, axis=-1, keepdims=True) + 1e-12)
-    return tf.reshape(tf.math.log(share + _LOG_FLOOR) / np.log(10.0), [tf.shape(x)[0], -1])
+    return _log_band_shares(power, freqs, np.where((freqs > 0) & (freqs < fs / 2), 2.0, 1.0))  # scipy's one-sided
 
 
 def roughness_statistics(ecgs):
