@@ -111,14 +111,17 @@ def realism_rows(data_dir: str | None, codes: Sequence[str], seeds: Sequence[int
 
 def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[dict], seeds: Sequence[int] = (0, 1, 2),
                  ratio: float = 0.25, n_generate: int = 500, n_boot: int = 1000, gan_seed: int = 0,
-                 outputs: str | Path = "outputs/study") -> list[dict]:
+                 outputs: str | Path = "outputs/study", recipes: Sequence[str] = ("beat", "research"),
+                 configurations: Sequence[str] = ("Initial", "Modified")) -> list[dict]:
     """Both classifier families on real only, class weighting, oversampling and each GAN run's vetted ECGs.
 
-    The GAN runs are the realism study's runs of GAN seed ``gan_seed`` (``realism`` rows); each one's
-    ``n_generate`` ECGs are vetted (:func:`rare_gan.candidates.vet`) and the accepted ones augment
-    the training set to ``ratio`` positives (``<run>:gan@r``) or replace the real positives
-    (``<run>:tstr``). Primary comparisons: every ``gan@r`` vs ``oversample@r``, Holm over the
-    whole family (every code and run).
+    The GAN runs are the realism study's runs of GAN seed ``gan_seed`` of ``recipes`` ×
+    ``configurations`` (``realism`` rows); each one's ``n_generate`` ECGs are vetted
+    (:func:`rare_gan.candidates.vet`) and the accepted ones augment the training set to ``ratio``
+    positives (``<run>:gan@r``) or replace the real positives (``<run>:tstr``). Primary comparisons:
+    every ``gan@r`` vs ``oversample@r``, Holm over the whole family (every code and run) of this call.
+    Every row records what the CNN trunk read (``cnn_inputs``), so calls with different trunks keep
+    their own rows.
     """
     from rare_gan import candidates, metrics, utility
 
@@ -126,7 +129,8 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
     for code in codes:
         task = evaluate.load_task(data_dir, code)
         runs = {f"{r['recipe']} {r['configuration']}".replace("beat ", ""): r["run_dir"] for r in realism
-                if r["code"] == code and r.get("gan_seed") == gan_seed and r["recipe"] in ("beat", "research")}
+                if r["code"] == code and r.get("gan_seed") == gan_seed and r["recipe"] in recipes
+                and r["configuration"] in configurations}
         vetted = {}
         for name, run_dir in runs.items():
             ecgs = generate.generate(generate.load_run(run_dir), n_generate, seed=gan_seed)
@@ -145,7 +149,8 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
                 row = {"code": code, "family": family.name, "variant": label, "k": "all", "draw": 0,
                        "n_test_positives": int(real.test_y.sum()), "n_test": len(real.test_y),
                        "n_synthetic": int(len(vetted[label.split(":")[0]])) if ":" in label else 0,
-                       "seconds_per_fit": fit.seconds_per_fit, "classifier_seeds": list(seeds)}
+                       "seconds_per_fit": fit.seconds_per_fit, "classifier_seeds": list(seeds),
+                       "cnn_inputs": CNN_INPUTS}
                 row |= _with_ci(table.loc[label], ("auroc", "auprc", "accuracy"))
                 if ":gan@" in label:
                     d = utility.compare(real, fit, fits[f"oversample@{ratio:g}"], n_boot)
@@ -364,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  args.n_generate)
         print(pd.DataFrame(rows).round(3).to_string(index=False))
     elif args.section == "utility":
-        rows = utility_rows(args.data, codes, results["realism"]["rows"], outputs=args.outputs)
+        rows = utility_rows(args.data, codes, results["realism"]["rows"], outputs=args.outputs,
+                            recipes=[r.strip() for r in args.recipes.split(",")],
+                            configurations=[c.strip() for c in args.configurations.split(",")])
         print(pd.DataFrame(rows)[["code", "family", "variant", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)
               .to_string(index=False))
     else:
@@ -451,23 +458,47 @@ def realism_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+TRUNKS = {None: "the earlier CNN trunk (12 leads alone, 30 epochs)", CNN_INPUTS: "the current CNN trunk (12 leads + "
+          "rhythm channels, the budget chosen above)"}
+"""How the README names each ``cnn_inputs`` of the utility rows."""
+
+
+def _utility_calls(table: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
+    """The utility rows split by the CNN trunk of the call that made them (current trunk first)."""
+    inputs = (table["cnn_inputs"] if "cnn_inputs" in table else pd.Series(None, index=table.index, dtype=object)
+              ).map(lambda v: v if isinstance(v, str) else None)
+    return sorted(((key, table[inputs == key] if key else table[inputs.isna()]) for key in dict.fromkeys(inputs)),
+                  key=lambda kv: kv[0] != CNN_INPUTS)
+
+
 def utility_markdown(rows: Sequence[dict]) -> str:
-    """The README's utility table: per code and family, real only vs the baselines and the best GAN, with CIs."""
+    """The README's utility tables, one per CNN trunk: per code and family, real only vs the baselines and each
+    run's GAN-augmented set (Initial runs), with CIs and the primary comparison."""
     table = pd.DataFrame(rows)
     if table.empty:
         return "(not run)"
-    lines = ["| code | test positives | family | real only | class-weighted | oversampling @0.25 | GAN @0.25 (Initial) | "
-             "GAN @0.25 vs oversampling (Holm p) | PTB-XL benchmark anchor* |", "|" + "|".join(["---"] * 9) + "|"]
-    for (code, family), g in table.groupby(["code", "family"], sort=False):
-        value = lambda v: g[g["variant"] == v].iloc[0] if (g["variant"] == v).any() else None  # noqa: E731
-        cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]" if r is not None else "—"  # noqa: E731
-        gan = value("Initial:gan@0.25")
-        comparison = "—" if gan is None or "p_holm" not in gan or pd.isna(gan["p_holm"]) else \
-            f"{gan['difference']:+.3f} [{gan['diff_ci_low']:+.3f}, {gan['diff_ci_high']:+.3f}] (p={gan['p_holm']:.2f})"
-        lines.append(f"| {code} | {int(g['n_test_positives'].iloc[0])} | {family} | {cell(value('real'))} | "
-                     f"{cell(value('real_weighted'))} | {cell(value('oversample@0.25'))} | {cell(gan)} | {comparison} | "
-                     f"{BENCHMARK_ANCHORS.get(code, '—')} |")
-    return "\n".join(lines)
+    cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]" if r is not None else "—"  # noqa: E731
+    blocks = []
+    for inputs, calls in _utility_calls(table):
+        gans = [v for v in dict.fromkeys(calls["variant"]) if v.endswith(":gan@0.25") and "Initial" in v]
+        names = [v.removesuffix(":gan@0.25").replace("Initial", "").strip() or "beat" for v in gans]
+        lines = [f"With {TRUNKS.get(inputs, inputs)}:", "",
+                 "| code | test positives | family | real only | class-weighted | oversampling @0.25 | "
+                 + "".join(f"GAN @0.25 ({n}, Initial) | vs oversampling (Holm p) | " for n in names)
+                 + "PTB-XL benchmark anchor* |", "|" + "|".join(["---"] * (7 + 2 * len(gans))) + "|"]
+        for (code, family), g in calls.groupby(["code", "family"], sort=False):
+            value = lambda v: g[g["variant"] == v].iloc[0] if (g["variant"] == v).any() else None  # noqa: E731
+            cells = []
+            for v in gans:
+                gan = value(v)
+                cells += [cell(gan), "—" if gan is None or pd.isna(gan.get("p_holm")) else
+                          f"{gan['difference']:+.3f} [{gan['diff_ci_low']:+.3f}, {gan['diff_ci_high']:+.3f}] "
+                          f"(p={gan['p_holm']:.2f})"]
+            lines.append(f"| {code} | {int(g['n_test_positives'].iloc[0])} | {family} | {cell(value('real'))} | "
+                         f"{cell(value('real_weighted'))} | {cell(value('oversample@0.25'))} | "
+                         + "".join(f"{c} | " for c in cells) + f"{BENCHMARK_ANCHORS.get(code, '—')} |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def low_data_markdown(rows: Sequence[dict]) -> str:
@@ -538,6 +569,9 @@ def claims_markdown(data: dict) -> str:
 
     lines = []
     util = pd.DataFrame(data.get("utility", {}).get("rows", []))
+    if not util.empty:  # the rows of the call that holds the research's runs (the current trunk's if several)
+        util = next((rows for _, rows in _utility_calls(util) if rows["variant"].str.startswith("research").any()),
+                    util.iloc[:0])
     if not util.empty:
         for (code, family), g in util.groupby(["code", "family"], sort=False):
             gan = g[g["variant"].str.contains(":gan@")]

@@ -142,3 +142,31 @@ def test_memorisation_rows_spell_out_the_near_copy_check_of_each_run(demo_dir, t
     for key in ("fraction_near_copy", "test_false_flag_rate", "mannwhitney_p"):
         assert rows[0][key] == want[key]
     assert 0 <= rows[0]["test_false_flag_rate"] <= 1
+
+
+def _utility_row(family, variant, auroc, cnn_inputs=None, **extra):
+    row = {"code": "PAC", "family": family, "variant": variant, "k": "all", "draw": 0, "n_test_positives": 10,
+           "auroc": auroc, "auroc_ci_low": auroc - 0.05, "auroc_ci_high": auroc + 0.02, "accuracy": 0.97,
+           "accuracy_ci_low": 0.96, "accuracy_ci_high": 0.98, **extra}
+    return row | ({"cnn_inputs": cnn_inputs} if cnn_inputs else {})
+
+
+def test_utility_rows_of_two_cnn_trunks_get_a_table_each_and_claims_use_the_research_runs(tmp_path):
+    gan = {"difference": 0.01, "diff_ci_low": -0.02, "diff_ci_high": 0.03, "p_holm": 0.8}
+    earlier = [_utility_row("cnn", "real", 0.75), _utility_row("cnn", "oversample@0.25", 0.70),
+               _utility_row("cnn", "Initial:gan@0.25", 0.77, **gan),
+               _utility_row("cnn", "research Initial:gan@0.25", 0.78, **gan)]
+    current = [_utility_row("cnn", v, a, study.CNN_INPUTS) for v, a in (("real", 0.93), ("oversample@0.25", 0.92))]
+    current.append(_utility_row("cnn", "agree Initial:gan@0.25", 0.99, study.CNN_INPUTS, **gan))
+    results = tmp_path / "results.json"
+    study.write_results(results, "utility", earlier, "python -m rare_gan.study utility")
+    study.write_results(results, "utility", current, "python -m rare_gan.study utility --recipes agree")
+    assert len(json.loads(results.read_text())["utility"]["rows"]) == 7  # the second call replaced nothing
+    text = study.utility_markdown(json.loads(results.read_text())["utility"]["rows"])
+    first, second = text.split("\n\nWith ")
+    assert first.startswith(f"With {study.TRUNKS[study.CNN_INPUTS]}") and "GAN @0.25 (agree, Initial)" in first
+    assert "| PAC | 10 | cnn | 0.930 [0.880, 0.950] | — | 0.920 [0.870, 0.940] | 0.990" in first
+    assert "12 leads alone" in second and "(beat, Initial)" in second and "(research, Initial)" in second
+    assert "+0.010 [-0.020, +0.030] (p=0.80)" in second
+    claims = study.claims_markdown(json.loads(results.read_text()))
+    assert "research Initial:gan@0.25" in claims and "agree" not in claims and "Real only: 0.750" in claims
