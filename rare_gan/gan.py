@@ -79,7 +79,8 @@ def make_gan(generator, discriminator, config: TrainConfig, matching: dict | Non
                  r1_weight=config.r1_weight, r1_every=config.r1_every, augment=augment,
                  conditional=config.conditional,
                  matching={**matching, "weight": float(config.stats_weight),
-                           "statistics": list(config.matched_statistics)} if config.stats_weight else None)
+                           "statistics": list(config.matched_statistics),
+                           "agreement_floor": float(config.agreement_floor)} if config.stats_weight else None)
     gan.compile(
         g_optimizer=keras.optimizers.Adam(config.lr_generator, beta_1=config.beta_1, beta_2=config.beta_2),
         d_optimizer=keras.optimizers.Adam(config.lr_discriminator, beta_1=config.beta_1, beta_2=config.beta_2),
@@ -211,7 +212,7 @@ class ECGGAN(keras.Model):
             gap += mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm), self._rr_names), real_rr,
                                  m["rr_mean"], m["rr_sd"])
         if self._agreement:
-            gap += mt.beat_agreement(generated, self._renderer.r_times(rhythm))
+            gap += mt.beat_agreement(generated, self._renderer.r_times(rhythm), ref_floor=m.get("agreement_floor", 0.0))
         for name, statistic, key in (("band", mt.band_statistics, "band"), ("band_welch", mt.welch_band_statistics, "welch"),
                                      ("roughness", mt.roughness_statistics, "rough")):
             if name in m["statistics"]:

@@ -135,7 +135,7 @@ AGREEMENT_SCALE = 10.0
 """Factor on the hinge penalties so the term weighs like a moment gap of a few SDs."""
 
 
-def beat_agreement(ecgs, r_times, length: int = N_SAMPLES):
+def beat_agreement(ecgs, r_times, length: int = N_SAMPLES, ref_floor: float = 0.0):
     """Penalty ``()`` that the placed beats (R times ``(batch, beats)`` in samples) are not the ECG's
     beats as a slope detector sees them in lead II of ``ecgs`` ``(batch, T, 12)`` (any units).
 
@@ -145,6 +145,10 @@ def beat_agreement(ecgs, r_times, length: int = N_SAMPLES):
     slope farther than :data:`AGREEMENT_CLEAR` samples from every placed R time (and from the ends),
     times :data:`AGREEMENT_SCALE`; mean over the batch. The R times only select windows (no
     gradient through them); the gradient reaches the beats' shapes, sizes and positions through the ECG.
+
+    With ``ref_floor`` > 0, ref is at least ``ref_floor`` × the ECG's steepest lead-II slope, which
+    bounds b/ref by 1/``ref_floor``: without it an ECG whose placed beats are near-flat gets a
+    penalty without bound (51,000 in the first batch of a fine-tuning, against ~4 usually).
     """
     x = tf.cast(ecgs, tf.float32)[:, :, AGREEMENT_LEAD]
     slope = tf.abs(x[:, 1:] - x[:, :-1])  # (batch, T - 1)
@@ -154,7 +158,7 @@ def beat_agreement(ecgs, r_times, length: int = N_SAMPLES):
     near = (offset >= AGREEMENT_WINDOW[0]) & (offset <= AGREEMENT_WINDOW[1])
     a = tf.reduce_max(tf.where(near, slope[:, None, :], 0.0), axis=2)
     n = tf.maximum(tf.reduce_sum(inside, axis=1), 1.0)
-    ref = tf.reduce_sum(inside * a, axis=1) / n + 1e-6
+    ref = tf.maximum(tf.reduce_sum(inside * a, axis=1) / n, ref_floor * tf.reduce_max(slope, axis=1)) + 1e-6
     missing = tf.reduce_sum(inside * tf.square(tf.nn.relu(MISSING_RATIO - a / ref[:, None])), axis=1) / n
     covered = tf.reduce_any((tf.abs(offset) <= AGREEMENT_CLEAR) & (inside[:, :, None] > 0), axis=1)
     position = tf.range(length - 1)[None, :]

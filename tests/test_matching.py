@@ -305,6 +305,23 @@ def test_beat_agreement_is_zero_when_the_placed_beats_are_the_ecgs_and_grows_oth
     assert float(matching.beat_agreement(other, padded(np.r_[beats, 1200.0]))) == 0.0
 
 
+def test_beat_agreement_floor_bounds_the_penalty_of_near_flat_placed_beats():
+    beats = np.arange(60, 960, 90)
+    ecg = _spike_train(beats)
+    flat = np.arange(105, 960, 90).astype(np.float32)  # placed between the spikes: near-flat there
+    placed = np.r_[flat, np.full(36 - len(flat), -100.0)][None].astype(np.float32)
+    unbounded = float(matching.beat_agreement(ecg, placed))
+    bounded = float(matching.beat_agreement(ecg, placed, ref_floor=0.5))
+    # b/ref ≤ 1/0.5 and a/ref ≥ 0: at most 10 × (0.5² + (2 − 0.35)²)
+    bound = matching.AGREEMENT_SCALE * (matching.MISSING_RATIO ** 2 + (2 - matching.EXTRA_RATIO) ** 2)
+    assert unbounded > 100 * bound and 1.0 < bounded <= bound + 1e-3
+    # where the placed beats are the ECG's, the floor changes nothing
+    assert float(matching.beat_agreement(ecg, np.r_[beats, np.full(36 - len(beats), -100.0)][None].astype(np.float32),
+                                         ref_floor=0.5)) == 0.0
+    with pytest.raises(ValueError, match="agreement_floor"):
+        recipes.TrainConfig(target=["PAC"], agreement_floor=1.0)
+
+
 def test_beat_agreement_is_near_zero_on_real_ecgs_at_their_detected_peaks(demo_dir):
     from rare_gan import physiology
 
