@@ -90,17 +90,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadfile`` with every notebook in one work unit: each test file runs on one worker
-    (its module fixtures, e.g. a pretraining, are built once) and the notebooks run on one worker
-    in collection order (03 trains the runs that 04 and 05 read). xdist's own ``loadgroup`` cannot
+    """``--dist loadfile`` with notebooks 01–05 in one work unit: each test file runs on one worker
+    (its module fixtures, e.g. a pretraining, are built once) and 01–05 run on one worker in
+    collection order (03 trains the runs that 04 and 05 read); 06 (the low-data study, which trains
+    its own) is a unit of its own, so the other worker starts on it. xdist's own ``loadgroup`` cannot
     do this with pytest 9 (it marks groups through a node attribute pytest no longer reads)."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
+    from rare_gan.pipeline import LOW_DATA_NOTEBOOK
+
     class NotebooksTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "notebooks" if path.endswith(".ipynb") else path
+            return "notebooks" if path.endswith(".ipynb") and LOW_DATA_NOTEBOOK not in path else path
 
     return NotebooksTogether(config, log)
