@@ -124,7 +124,8 @@ class ECGGAN(keras.Model):
         self._rr_names = mt.rr_names(self.matching["statistics"]) if self.matching else ()
         self._matches_rr = bool(self._rr_names)
         self._agreement = bool(self.matching) and "beats" in self.matching["statistics"]
-        self._needs_rhythm = self._matches_rr or self._agreement
+        self._morphology = bool(self.matching) and "morphology" in self.matching["statistics"]
+        self._needs_rhythm = self._matches_rr or self._agreement or self._morphology
         if self._needs_rhythm:  # statistics of its own R times: the generator also returns its rhythm
             self._with_rhythm = mt.with_rhythm(generator)
             self._renderer = generator.get_layer("render")
@@ -205,7 +206,8 @@ class ECGGAN(keras.Model):
     def stats_gap(self, generated, rhythm, real, real_rr):
         """Summary-statistic gap (:func:`rare_gan.matching.moment_gap`) of the matched statistics
         (``matching["statistics"]``: RR, RR jumps, band (periodogram or Welch), roughness) between a
-        generated batch (with its rhythm) and the real batch, plus the beat-agreement penalty with 'beats'."""
+        generated batch (with its rhythm) and the real batch, plus the beat-agreement penalty with 'beats'
+        and the mean beat's gap to the real records' with 'morphology'."""
         m = self.matching
         gap = tf.constant(0.0)
         if self._matches_rr:
@@ -213,6 +215,9 @@ class ECGGAN(keras.Model):
                                  m["rr_mean"], m["rr_sd"])
         if self._agreement:
             gap += mt.beat_agreement(generated, self._renderer.r_times(rhythm), ref_floor=m.get("agreement_floor", 0.0))
+        if self._morphology:
+            gap += mt.population_moment_gap(mt.beat_morphology(generated, self._renderer.r_times(rhythm)),
+                                            m["morph_mean"], m["morph_sd"])
         for name, statistic, key in (("band", mt.band_statistics, "band"), ("band_welch", mt.welch_band_statistics, "welch"),
                                      ("roughness", mt.roughness_statistics, "rough")):
             if name in m["statistics"]:

@@ -206,6 +206,56 @@ def welch_band_statistics(ecgs, fs: float = SAMPLING_RATE_HZ):
     return _log_band_shares(power, freqs, np.where((freqs > 0) & (freqs < fs / 2), 2.0, 1.0))  # scipy's one-sided
 
 
+MORPHOLOGY_WINDOW = (-25, 45)
+"""Samples around an R time of the beat window (−250 … +450 ms at 100 Hz), as the realism features' median beat."""
+MORPHOLOGY_STEP = 5
+"""Every 5th sample of the window (every 50 ms) is a statistic, per lead."""
+MORPHOLOGY_BASELINE = 15
+"""The window's first 15 samples (−250 … −110 ms, the PR segment) are its baseline."""
+
+
+def beat_morphology(ecgs, r_times, length: int = N_SAMPLES):
+    """Each ECG's mean beat every 50 ms from −250 to +450 ms around its R times, per lead,
+    ``(batch, 15 × leads)`` (point-major), differentiable in ``ecgs`` (any units).
+
+    Beats are windows of ``ecgs`` ``(batch, T, leads)`` around the R times ``(batch, beats)`` in samples
+    (rounded; no gradient through them; a window that does not fit in the record is left out), each
+    minus its PR-segment mean (:data:`MORPHOLOGY_BASELINE`), averaged over the ECG's beats. The
+    realism features' ``beat_<t>ms_mv`` are the same points of the *median* beat at the detected peaks.
+    """
+    x = tf.cast(ecgs, tf.float32)
+    lo, hi = MORPHOLOGY_WINDOW
+    r = tf.round(tf.stop_gradient(tf.cast(r_times, tf.float32)))
+    valid = tf.cast((r + lo >= 0) & (r + hi <= length - 1), tf.float32)  # (batch, beats)
+    index = tf.cast(tf.clip_by_value(r[:, :, None] + tf.range(lo, hi + 1, dtype=tf.float32), 0, length - 1), tf.int32)
+    beats = tf.gather(x, index, batch_dims=1)  # (batch, beats, window, leads)
+    beats -= tf.reduce_mean(beats[:, :, :MORPHOLOGY_BASELINE], axis=2, keepdims=True)
+    mean = tf.reduce_sum(valid[:, :, None, None] * beats, axis=1) / tf.maximum(tf.reduce_sum(valid, axis=1), 1.0)[:, None, None]
+    points = mean[:, ::MORPHOLOGY_STEP]  # (batch, 15, leads)
+    return tf.reshape(points, (tf.shape(x)[0], -1))
+
+
+def real_r_times(ecgs_mv: np.ndarray, slots: int = 40) -> np.ndarray:
+    """Lead-II R peaks of real ECGs ``(n, T, 12)`` in mV (:func:`rare_gan.physiology.detect_rpeaks`, the
+    realism features' detector) as R times ``(n, slots)``, float32, unused slots far outside the record."""
+    from rare_gan import physiology
+
+    out = np.full((len(ecgs_mv), slots), -1000.0, np.float32)
+    for i, ecg in enumerate(ecgs_mv):
+        peaks = physiology.detect_rpeaks(ecg[:, AGREEMENT_LEAD])[:slots]
+        out[i, :len(peaks)] = peaks
+    return out
+
+
+def population_moment_gap(fake, mean, sd):
+    """:func:`moment_gap` against the real *population* (mean ``mean``, SD ``sd`` per statistic) instead of a
+    real batch: mean over statistics of (Δ mean)² + (Δ SD)² in units of the real SD."""
+    f = (tf.cast(fake, tf.float32) - mean) / sd
+    mu = tf.reduce_mean(f, axis=0)
+    spread = tf.sqrt(tf.reduce_mean(tf.square(f - mu), axis=0) + 1e-6)
+    return tf.reduce_mean(tf.square(mu) + tf.square(spread - 1.0))
+
+
 def roughness_statistics(ecgs):
     """log10 SD of each lead's second difference ``(batch, leads)`` (any units, the same on both sides):
     the realism features' ``diff2_sd_mv`` up to a per-lead constant, so it sees detail up to 50 Hz."""
@@ -215,9 +265,11 @@ def roughness_statistics(ecgs):
     return tf.math.log(sd) / np.log(10.0)
 
 
-def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray | None = None, batch_size: int = 256) -> dict:
+def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray | None = None, batch_size: int = 256,
+                    r_times: np.ndarray | None = None) -> dict:
     """Means and SDs of the matched statistics over the real training records (the run's fixed constants);
-    the RR ones only with ``rr_stats`` (band-only matching needs none)."""
+    the RR ones only with ``rr_stats`` (band-only matching needs none), the beat morphology's only with the
+    records' R times ``r_times`` (:func:`real_r_times`)."""
     def over_batches(statistic):
         return np.concatenate([statistic(x_scaled[i:i + batch_size]).numpy() for i in range(0, len(x_scaled), batch_size)])
 
@@ -228,6 +280,10 @@ def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray | None = None, ba
         out |= {f"{key}_mean": values.mean(axis=0).tolist(), f"{key}_sd": floor(values.std(axis=0))}
     if rr_stats is not None:
         out.update(rr_mean=rr_stats.mean(axis=0).tolist(), rr_sd=floor(rr_stats.std(axis=0)))
+    if r_times is not None:
+        values = np.concatenate([beat_morphology(x_scaled[i:i + batch_size], r_times[i:i + batch_size]).numpy()
+                                 for i in range(0, len(x_scaled), batch_size)])
+        out.update(morph_mean=values.mean(axis=0).tolist(), morph_sd=floor(values.std(axis=0)))
     return out
 
 
@@ -265,5 +321,6 @@ def moment_gap(fake, real, mean, sd):
 
 
 __all__ = ["RR_STATS", "JUMP_STATS", "rr_names", "with_rhythm", "placed", "real_rr_statistics", "rr_statistics",
-           "band_statistics", "welch_band_statistics", "roughness_statistics", "beat_agreement", "standardisation",
+           "band_statistics", "welch_band_statistics", "roughness_statistics", "beat_agreement", "beat_morphology",
+           "real_r_times", "population_moment_gap", "standardisation",
            "placed_and_detected_beats", "moment_gap"]

@@ -88,6 +88,12 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     pretraining), from ECGs whose placed beats were near-flat; fine-tuning then broke what the
     pretraining had right (PAC: V2–V3 correlation 0.75 → 0.08; real 0.87). Bounded: 28. On 400 real
     records the penalty at the detected peaks is unchanged up to its 99th percentile.
+``beat_matched_lead_field_morph`` (a candidate)
+    ``beat_matched_lead_field_agree_bounded`` also matching the mean beat's shape
+    (:func:`rare_gan.matching.beat_morphology`: every 50 ms from −250 to +450 ms, per lead, at the
+    placed R times; the real records' at their detected R peaks, as population moments). What gave
+    the bounded candidate's ECGs away was the median beat: QRS amplitudes a third of real (CLBBB on
+    the second pretraining), P wave and ST level (PAC on the first).
 ``beat_matched_lead_field_agree_welch`` (a candidate)
     ``beat_matched_lead_field_agree`` with the band-power shares matched from Welch's estimate, as
     the realism features compute them (:func:`rare_gan.matching.welch_band_statistics`) instead of
@@ -123,7 +129,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 ARCHITECTURES = ("research", "beat")
 RHYTHMS = ("free", "ectopic")
 """How the beat generator's rhythm head draws RR intervals (see :func:`rare_gan.ecgnets.build_beat_generator`)."""
-MATCHED_STATISTICS = ("rr", "band", "band_welch", "rr_jumps", "roughness", "beats")
+MATCHED_STATISTICS = ("rr", "band", "band_welch", "rr_jumps", "roughness", "beats", "morphology")
 """What summary-statistic matching can match (:attr:`TrainConfig.matched_statistics`, :mod:`rare_gan.matching`)."""
 ALL_RECORDS = "ALL"
 """``target`` value meaning every training-fold record (for pretraining before fine-tuning)."""
@@ -201,8 +207,10 @@ class TrainConfig:
     """Beat architecture: which statistics ``stats_weight`` matches, any of 'rr' (RR statistics of the
     generator's R times), 'band' (per-lead band-power shares, periodogram), 'band_welch' (the same from
     Welch's estimate, as the realism features), 'rr_jumps' (pNN50 and the largest
-    successive RR change), 'roughness' (per-lead SD of the second difference) and 'beats' (a penalty
-    that the placed beats are the ECG's beats in lead II, :func:`rare_gan.matching.beat_agreement`)."""
+    successive RR change), 'roughness' (per-lead SD of the second difference), 'beats' (a penalty
+    that the placed beats are the ECG's beats in lead II, :func:`rare_gan.matching.beat_agreement`) and
+    'morphology' (the mean beat every 50 ms per lead against the real records' at their detected R peaks,
+    :func:`rare_gan.matching.beat_morphology`)."""
     agreement_floor: float = 0.0
     """With 'beats' matched: the beat-agreement penalty's reference slope is at least this fraction of
     the ECG's steepest lead-II slope, which bounds the penalty where placed beats are near-flat
@@ -486,6 +494,10 @@ RECIPES["beat_matched_lead_field_agree_bounded"] = dataclasses.replace(
     finetune={**RECIPES["beat_matched_lead_field_agree"].finetune, "agreement_floor": 0.5},
     summary="beat_matched_lead_field_agree with the beat-agreement penalty bounded (reference slope at least half "
             "the ECG's steepest; a candidate)")
+RECIPES["beat_matched_lead_field_morph"] = _matching_fine_tuning(
+    "beat_matched_lead_field_agree_bounded", "beat_matched_lead_field_morph",
+    ("rr", "band", "rr_jumps", "roughness", "beats", "morphology"),
+    "beat_matched_lead_field_agree_bounded also matching the mean beat's shape, every 50 ms per lead (a candidate)")
 DEFAULT_RECIPE = "beat"
 
 

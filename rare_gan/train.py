@@ -373,7 +373,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
         if config.init_from and checkpoint is None:
             init_weights(generator, discriminator, Path(config.init_from))
         frozen = freeze_discriminator(discriminator, config.freeze_discriminator)
-        stats = matching.standardisation(data.x_scaled, data.rr_stats) if config.stats_weight else None
+        r_times = (matching.real_r_times(data.scaler.inverse(data.x_scaled))
+                   if "morphology" in config.matched_statistics else None)
+        stats = matching.standardisation(data.x_scaled, data.rr_stats, r_times=r_times) if config.stats_weight else None
         gan = make_gan(generator, discriminator, config, matching=stats)
     if frozen:
         log.info("FreezeD: %d discriminator layers kept fixed (%s)", len(frozen), ", ".join(frozen))

@@ -335,25 +335,45 @@ def test_beat_agreement_is_near_zero_on_real_ecgs_at_their_detected_peaks(demo_d
     assert np.median(values) < 0.05, values
 
 
-def test_beat_agreement_reaches_the_generator_and_trains(demo_dir):
-    config = recipes.get_recipe("beat_matched_lead_field_agree").config("AFIB", profile="test", data_dir="demo",
+def test_beat_agreement_and_morphology_reach_the_generator_and_train(demo_dir):
+    config = recipes.get_recipe("beat_matched_lead_field_morph").config("AFIB", profile="test", data_dir="demo",
                                                                         conditional=False)
-    assert "beats" in config.matched_statistics
+    assert {"beats", "morphology"} <= set(config.matched_statistics) and config.agreement_floor == 0.5
     data = train.prepare_training_data(config)
-    stats = matching.standardisation(data.x_scaled, data.rr_stats)
+    r_times = matching.real_r_times(data.scaler.inverse(data.x_scaled))
+    stats = matching.standardisation(data.x_scaled, data.rr_stats, r_times=r_times)
+    assert len(stats["morph_mean"]) == len(stats["morph_sd"]) == 15 * 12
     generator = ecgnets.build_beat_generator(latent_dim=16, hidden=32, template_channels=(16, 8, 8), residual_channels=8,
                                              visible_beats=True, lead_rank=4)
     model = gan.ECGGAN(generator, ecgnets.build_multiscale_discriminator(), latent_dim=16,
-                       matching={**stats, "weight": 1.0, "statistics": list(config.matched_statistics)})
+                       matching={**stats, "weight": 1.0, "statistics": list(config.matched_statistics),
+                                 "agreement_floor": config.agreement_floor})
     real, real_rr = tf.constant(data.x_scaled[:4]), tf.constant(data.rr_stats[:4])
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         out, rhythm = matching.with_rhythm(generator)(tf.random.stateless_normal((4, 16), seed=[0, 1]), training=True)
-        agreement = matching.beat_agreement(out, generator.get_layer("render").r_times(rhythm))
-    grads = tape.gradient(agreement, generator.get_layer("template_out").kernel)
-    assert float(agreement) > 0 and grads is not None and float(tf.reduce_max(tf.abs(grads))) > 0
+        r = generator.get_layer("render").r_times(rhythm)
+        agreement = matching.beat_agreement(out, r)
+        morphology = matching.population_moment_gap(matching.beat_morphology(out, r), stats["morph_mean"],
+                                                    stats["morph_sd"])
+    for term in (agreement, morphology):
+        grads = tape.gradient(term, generator.get_layer("template_out").kernel)
+        assert float(term) > 0 and grads is not None and float(tf.reduce_max(tf.abs(grads))) > 0
     model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(1e-4))
     step = model.train_step((real, real_rr))
     assert np.isfinite(float(step["stats_gap"])) and float(step["stats_gap"]) > 0
+
+
+def test_beat_morphology_is_the_mean_beat_every_50_ms_without_its_baseline():
+    beats = np.array([10, 100, 200, 300, 990])  # the first and last windows do not fit in the record
+    ecg = _spike_train(beats[1:-1]) + 0.5  # a constant offset is baseline
+    ecg[0, beats[0] - 3:beats[0] + 4, 1] += 5.0  # a beat left out must not count
+    placed = np.r_[beats, np.full(36 - len(beats), -1000.0)][None].astype(np.float32)
+    points = matching.beat_morphology(ecg, placed).numpy().reshape(15, 12)
+    np.testing.assert_allclose(points[5, 1], 1.0, atol=1e-6)  # t = 0 ms: the QRS peak, lead II
+    assert np.abs(np.delete(points, 5, axis=0)).max() < 1e-6 and np.abs(np.delete(points, 1, axis=1)).max() < 1e-6
+    assert float(matching.population_moment_gap(np.full((8, 2), 3.0), [1.0, 1.0], [1.0, 1.0])) == pytest.approx(5.0, abs=0.01)
+    rng = np.random.default_rng(0)
+    assert float(matching.population_moment_gap(rng.normal(2.0, 3.0, (20000, 2)), [2.0, 2.0], [3.0, 3.0])) < 1e-3
 
 
 def test_welch_band_statistics_are_the_realism_features_band_shares():
