@@ -80,14 +80,17 @@ choose one by name (``recipe="beat"`` in the notebooks, ``--recipe`` in ``run_al
     (the most separating feature for PAC and PVC). Measured (3 GAN seeds on one pretraining): CLBBB
     0.594–0.824, PAC 0.790–0.890, PVC 0.913–0.940, AFIB 0.915–0.946, every 3-seed mean below
     ``_detail``'s and W1 RR-SD 10–44 ms, but the ranges overlap ``_detail``'s, and on a second
-    pretraining CLBBB gives 0.959 (one GAN seed; README *Limitations*).
+    pretraining every code is worse than ``beat``'s (0.959–0.985, one GAN seed): its penalty has no
+    bound (``beat_matched_lead_field_agree_bounded``; README *Limitations*).
 ``beat_matched_lead_field_agree_bounded`` (a candidate)
     ``beat_matched_lead_field_agree`` with the beat-agreement penalty bounded (``agreement_floor``
     0.5: the reference slope is at least half the ECG's steepest lead-II slope). On the second
     pretraining the unbounded penalty was 51,000 in the first fine-tuning batch (4 on the first
     pretraining), from ECGs whose placed beats were near-flat; fine-tuning then broke what the
     pretraining had right (PAC: V2–V3 correlation 0.75 → 0.08; real 0.87). Bounded: 28. On 400 real
-    records the penalty at the detected peaks is unchanged up to its 99th percentile.
+    records the penalty at the detected peaks is unchanged up to its 99th percentile. Measured (one
+    GAN seed per pretraining, PAC / CLBBB / PVC / AFIB): pretraining 0 0.844 / 0.741 / 0.920 / 0.958,
+    pretraining 1 0.950 / 0.938 / 0.929 / 0.959 (``beat`` on its pretraining 1: 0.951 / 0.947 / 0.959 / 0.931).
 ``beat_matched_lead_field_morph`` (a candidate)
     ``beat_matched_lead_field_agree_bounded`` also matching the mean beat's shape
     (:func:`rare_gan.matching.beat_morphology`: every 50 ms from −250 to +450 ms, per lead, at the
