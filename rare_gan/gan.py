@@ -210,14 +210,13 @@ class ECGGAN(keras.Model):
         and the mean beat's gap to the real records' with 'morphology'."""
         m = self.matching
         gap = tf.constant(0.0)
+        r_times = self._renderer.r_times(rhythm) if self._needs_rhythm else None
         if self._matches_rr:
-            gap += mt.moment_gap(mt.rr_statistics(self._renderer.r_times(rhythm), self._rr_names), real_rr,
-                                 m["rr_mean"], m["rr_sd"])
+            gap += mt.moment_gap(mt.rr_statistics(r_times, self._rr_names), real_rr, m["rr_mean"], m["rr_sd"])
         if self._agreement:
-            gap += mt.beat_agreement(generated, self._renderer.r_times(rhythm), ref_floor=m.get("agreement_floor", 0.0))
+            gap += mt.beat_agreement(generated, r_times, ref_floor=m.get("agreement_floor", 0.0))
         if self._morphology:
-            gap += mt.population_moment_gap(mt.beat_morphology(generated, self._renderer.r_times(rhythm)),
-                                            m["morph_mean"], m["morph_sd"])
+            gap += mt.population_moment_gap(mt.beat_morphology(generated, r_times), m["morph_mean"], m["morph_sd"])
         for name, statistic, key in (("band", mt.band_statistics, "band"), ("band_welch", mt.welch_band_statistics, "welch"),
                                      ("roughness", mt.roughness_statistics, "rough")):
             if name in m["statistics"]:

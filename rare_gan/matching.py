@@ -250,9 +250,7 @@ def real_r_times(ecgs_mv: np.ndarray, slots: int = 40) -> np.ndarray:
 def population_moment_gap(fake, mean, sd):
     """:func:`moment_gap` against the real *population* (mean ``mean``, SD ``sd`` per statistic) instead of a
     real batch: mean over statistics of (Δ mean)² + (Δ SD)² in units of the real SD."""
-    f = (tf.cast(fake, tf.float32) - mean) / sd
-    mu = tf.reduce_mean(f, axis=0)
-    spread = tf.sqrt(tf.reduce_mean(tf.square(f - mu), axis=0) + 1e-6)
+    mu, spread = _standardised_moments(fake, mean, sd)
     return tf.reduce_mean(tf.square(mu) + tf.square(spread - 1.0))
 
 
@@ -270,8 +268,9 @@ def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray | None = None, ba
     """Means and SDs of the matched statistics over the real training records (the run's fixed constants);
     the RR ones only with ``rr_stats`` (band-only matching needs none), the beat morphology's only with the
     records' R times ``r_times`` (:func:`real_r_times`)."""
-    def over_batches(statistic):
-        return np.concatenate([statistic(x_scaled[i:i + batch_size]).numpy() for i in range(0, len(x_scaled), batch_size)])
+    def over_batches(statistic, *more):
+        return np.concatenate([statistic(x_scaled[i:i + batch_size], *(m[i:i + batch_size] for m in more)).numpy()
+                               for i in range(0, len(x_scaled), batch_size)])
 
     floor = lambda sd: np.maximum(sd, 1e-3).tolist()  # noqa: E731  a constant statistic must not blow up
     out = {}
@@ -281,8 +280,7 @@ def standardisation(x_scaled: np.ndarray, rr_stats: np.ndarray | None = None, ba
     if rr_stats is not None:
         out.update(rr_mean=rr_stats.mean(axis=0).tolist(), rr_sd=floor(rr_stats.std(axis=0)))
     if r_times is not None:
-        values = np.concatenate([beat_morphology(x_scaled[i:i + batch_size], r_times[i:i + batch_size]).numpy()
-                                 for i in range(0, len(x_scaled), batch_size)])
+        values = over_batches(beat_morphology, r_times)
         out.update(morph_mean=values.mean(axis=0).tolist(), morph_sd=floor(values.std(axis=0)))
     return out
 
@@ -307,16 +305,16 @@ def placed_and_detected_beats(run, n: int = 300, seed: int = 0) -> dict:
             "fraction_equal": float(np.mean(detected == n_placed)), "fraction_more": float(np.mean(detected > n_placed))}
 
 
+def _standardised_moments(values, mean, sd):
+    """Batch mean and SD per statistic of ``(values − mean) / sd``."""
+    v = (tf.cast(values, tf.float32) - mean) / sd
+    mu = tf.reduce_mean(v, axis=0)
+    return mu, tf.sqrt(tf.reduce_mean(tf.square(v - mu), axis=0) + 1e-6)
+
+
 def moment_gap(fake, real, mean, sd):
     """Mean over statistics of (Δ mean)² + (Δ SD)² between two batches, in units of the real SD."""
-    f = (tf.cast(fake, tf.float32) - mean) / sd
-    r = (tf.cast(real, tf.float32) - mean) / sd
-
-    def moments(v):
-        mu = tf.reduce_mean(v, axis=0)
-        return mu, tf.sqrt(tf.reduce_mean(tf.square(v - mu), axis=0) + 1e-6)
-
-    (mf, sf), (mr, sr) = moments(f), moments(r)
+    (mf, sf), (mr, sr) = _standardised_moments(fake, mean, sd), _standardised_moments(real, mean, sd)
     return tf.reduce_mean(tf.square(mf - mr) + tf.square(sf - sr))
 
 

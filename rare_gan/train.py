@@ -373,9 +373,11 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
         if config.init_from and checkpoint is None:
             init_weights(generator, discriminator, Path(config.init_from))
         frozen = freeze_discriminator(discriminator, config.freeze_discriminator)
-        r_times = (matching.real_r_times(data.scaler.inverse(data.x_scaled))
-                   if "morphology" in config.matched_statistics else None)
-        stats = matching.standardisation(data.x_scaled, data.rr_stats, r_times=r_times) if config.stats_weight else None
+        stats = None
+        if config.stats_weight:  # the real records' R peaks only where the beat morphology is matched
+            r_times = (matching.real_r_times(data.scaler.inverse(data.x_scaled))
+                       if "morphology" in config.matched_statistics else None)
+            stats = matching.standardisation(data.x_scaled, data.rr_stats, r_times=r_times)
         gan = make_gan(generator, discriminator, config, matching=stats)
     if frozen:
         log.info("FreezeD: %d discriminator layers kept fixed (%s)", len(frozen), ", ".join(frozen))
