@@ -454,15 +454,16 @@ def _save_final(run_dir: Path, gan, config: TrainConfig, history: list[dict]) ->
 # ----------------------------------------------------------------------------------------------
 # Recipes: pretraining cache and run folders
 # ----------------------------------------------------------------------------------------------
-def pretrained_run(recipe: str, data_dir: str | None, seed: int = 0, profile: str = "full",
-                   cache_root: str | os.PathLike = "outputs/pretrained", **overrides) -> Path:
-    """The finished pretraining run of ``recipe`` for this data set and seed: reused when cached, trained otherwise.
+def pretraining_folder(recipe: str, data_dir: str | None, seed: int = 0, profile: str = "full",
+                       cache_root: str | os.PathLike = "outputs/pretrained", **overrides
+                       ) -> tuple[Path, TrainConfig, TrainingData]:
+    """Where the pretraining of ``recipe`` for this data set and seed is cached, with its config and data
+    (nothing is trained).
 
     The folder ``<cache_root>/<recipe>-seed<seed>-<digest>`` is keyed by the pretraining config
     (recipe settings, profile budget, seed, ``overrides``), the networks' layer configurations
     and the data's content fingerprint (:func:`data_fingerprint`), so it is shared by
-    every code and learning-rate configuration, and a change to any input trains a new one (the
-    old folder is left alone).
+    every code and learning-rate configuration, and a change to any input gives a new one.
     """
     spec = get_recipe(recipe)
     config = spec.config(None, stage="pretrain", profile=profile, seed=seed, data_dir=data_dir,
@@ -473,7 +474,14 @@ def pretrained_run(recipe: str, data_dir: str | None, seed: int = 0, profile: st
     networks = [model.get_config() for model in build_models(config, n_labels=len(config.label_codes or []))]
     key = hashlib.sha256(json.dumps([_digest_fields(config), config.epochs, data.fingerprint, networks], sort_keys=True,
                                     default=str).encode()).hexdigest()[:10]
-    folder = Path(cache_root) / f"{config.recipe}-seed{seed}-{key}"
+    return Path(cache_root) / f"{config.recipe}-seed{seed}-{key}", config, data
+
+
+def pretrained_run(recipe: str, data_dir: str | None, seed: int = 0, profile: str = "full",
+                   cache_root: str | os.PathLike = "outputs/pretrained", **overrides) -> Path:
+    """The finished pretraining run of ``recipe`` for this data set and seed (:func:`pretraining_folder`):
+    reused when cached, trained otherwise (an old folder of other inputs is left alone)."""
+    folder, config, data = pretraining_folder(recipe, data_dir, seed, profile, cache_root, **overrides)
     if atomic.is_complete(folder):
         log.info("pretrained %s (seed %d) reused from %s", config.recipe, seed, folder)
         return folder

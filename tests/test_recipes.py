@@ -187,8 +187,12 @@ def test_pretraining_cache_is_reused_and_invalidated(pretrained, demo_dir):
     assert (folder / "generator.keras").stat().st_mtime_ns == stamp  # reused, not retrained
     saved = json.loads((folder / "config.json").read_text())
     assert saved["train"]["target"] == ["ALL"] and saved["data"]["n_train_records"] > 100
-    other_seed = train.pretrained_run("beat", "demo", seed=1, profile=PROFILE, cache_root=root)
-    assert other_seed != folder
+    assert train.pretraining_folder("beat", "demo", seed=0, profile=PROFILE, cache_root=root)[0] == folder
+    other_seed, config, _ = train.pretraining_folder("beat", "demo", seed=1, profile=PROFILE, cache_root=root)
+    assert other_seed.parent == root and other_seed != folder and not other_seed.exists()  # nothing trained
+    assert config.seed == 1 and list(config.target) == ["ALL"]
+    longer = train.pretraining_folder("beat", "demo", seed=0, profile=PROFILE, cache_root=root, epochs=3)[0]
+    assert longer != folder  # another budget, another folder
     config = recipes.get_recipe("beat").config(None, stage="pretrain", data_dir="demo", profile=PROFILE)
     record = next((demo_dir / "records100").rglob("*.hea"))
     os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns + 10**9))  # unpacked again, same bytes
