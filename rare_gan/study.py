@@ -175,31 +175,39 @@ def _with_ci(table: pd.DataFrame, metrics: Sequence[str]) -> dict:
 CNN_INPUTS = "leads+rhythm"
 """What the CNN trunk reads (:func:`rare_gan.utility.cnn_inputs`); rows from before the rhythm channels have no
 ``cnn_inputs`` and are the 12 leads alone."""
+CNN_UNLABELLED = "leads+rhythm, code unlabelled"
+"""The comparison trunk of ``cnn_budget --cnn-unlabelled``: the same inputs, one trunk per code that never learnt
+that code's label (``pretrained_cnn(unlabelled=...)``), so the head alone learns it from the code's positives."""
 
 
 def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequence[int],
-                     outputs: str | Path = "outputs/study", seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000
-                     ) -> list[dict]:
+                     outputs: str | Path = "outputs/study", seeds: Sequence[int] = (0, 1, 2), n_boot: int = 1000,
+                     unlabelled: bool = False) -> list[dict]:
     """The CNN trunk's budget chosen by inner validation (:func:`rare_gan.utility.cnn_budget_rows`, no
     ``code``), then the real-only test AUROC (folds 9–10) of both families with that budget, one row per
     code and family: how far the CNN is from the feature model, measured after the choice. Every row
-    names the trunk's inputs (``cnn_inputs``: the 12 leads and the rhythm channels)."""
+    names the trunk's inputs (``cnn_inputs``: the 12 leads and the rhythm channels). With ``unlabelled``:
+    only the CNN rows of one trunk per code that never learnt that code's label (:data:`CNN_UNLABELLED`)."""
     from rare_gan import utility
 
     cache = Path(outputs) / "classifiers"
     tasks = {code: evaluate.load_task(data_dir, code) for code in codes}
     rows = [r | {"cnn_inputs": CNN_INPUTS} for r in utility.cnn_budget_rows(tasks[codes[0]], epochs, cache_root=cache)]
     chosen = utility.choose_cnn_epochs(rows)
+    inputs = CNN_UNLABELLED if unlabelled else CNN_INPUTS
+    rows = [] if unlabelled else rows
     for code, task in tasks.items():
-        trunk = utility.pretrained_cnn(task, 0, cache_root=cache, epochs=chosen)
-        for family in (utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv)):
+        trunk = utility.pretrained_cnn(task, 0, cache_root=cache, epochs=chosen,
+                                       unlabelled=task.codes if unlabelled else ())
+        cnn = utility.cnn_family(trunk, task.scaler.scale_mv)
+        for family in (cnn,) if unlabelled else (utility.feature_family(), cnn):
             real = utility.real_rows(family, task)
             table = utility.utility_table(real, [utility.fit_variant(family, real, "real", seeds)], n_boot)
             rows.append({"code": code, "family": family.name, "variant": "real",
                          "epochs": chosen if family.name == "cnn" else None,
                          **_with_ci(table.set_index("metric"), ("auroc",)),
                          "n_test_positives": int(real.test_y.sum()), "classifier_seeds": list(seeds),
-                         "cnn_inputs": CNN_INPUTS})
+                         "cnn_inputs": inputs})
     return rows
 
 
@@ -344,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recipes", default="beat,research")
     parser.add_argument("--configurations", default="Initial,Modified")
     parser.add_argument("--cnn-epochs", default="30,100,200", help="cnn_budget: the budgets compared")
+    parser.add_argument("--cnn-unlabelled", action="store_true", help="cnn_budget: only the real-only CNN rows of "
+                        "one trunk per code that never learnt that code's label (for comparison)")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="outputs/reference/figures")
     parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
@@ -362,8 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.section == "ablation":
         rows = ablation_rows(args.data, codes, 0, args.profile, args.outputs, args.n_generate)
     elif args.section == "cnn_budget":
-        rows = cnn_budget_study(args.data, codes, ints(args.cnn_epochs), args.outputs)
-        print(cnn_budget_markdown(rows))
+        rows = cnn_budget_study(args.data, codes, ints(args.cnn_epochs), args.outputs, unlabelled=args.cnn_unlabelled)
+        print(cnn_budget_markdown(rows) if not args.cnn_unlabelled else
+              pd.DataFrame(rows)[["code", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3).to_string(index=False))
     elif args.section == "memorisation":
         rows = memorisation_rows(args.data, codes, results["realism"]["rows"], [r.strip() for r in args.recipes.split(",")],
                                  args.n_generate)
@@ -517,13 +528,19 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+OTHER_CNN_COLUMNS = {CNN_UNLABELLED: "cnn, trunk without the code's label", None: "cnn on the leads alone (earlier trunk)"}
+"""Other trunks' real-only CNN AUROCs shown beside the current one (``cnn_inputs`` → column)."""
+
+
 def cnn_budget_markdown(rows: Sequence[dict]) -> str:
     """The README's table of the CNN trunk's budget selection (inner validation, fold 8) and the budget chosen."""
     from rare_gan import utility
 
     current = [r for r in rows if r.get("cnn_inputs") == CNN_INPUTS] or [r for r in rows if not r.get("cnn_inputs")]
-    earlier = pd.DataFrame([r for r in rows if r.get("code") and r not in current and not r.get("cnn_inputs")
-                            and r["family"] == "cnn"])
+    others = {inputs: pd.DataFrame([r for r in rows if r.get("code") and r.get("family") == "cnn"
+                                    and r.get("cnn_inputs") == inputs and r not in current])
+              for inputs in OTHER_CNN_COLUMNS}
+    others = {inputs: table for inputs, table in others.items() if not table.empty}
     rows, tests = [r for r in current if not r.get("code")], pd.DataFrame([r for r in current if r.get("code")])
     if not rows:
         return "(not run)"
@@ -544,17 +561,17 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
     lines += [f"\nThen, with that budget (trunk on every training-fold record), real-only test AUROC on folds 9–10 "
               f"(mean of {len(tests['classifier_seeds'].iloc[0])} classifier seeds, 95% bootstrap CI):\n",
               "| code | test positives | features | cnn | cnn − features | PTB-XL benchmark anchor* |"
-              + (" cnn on the leads alone (earlier trunk) |" if not earlier.empty else ""),
-              "|---|---|---|---|---|---|" + ("---|" if not earlier.empty else "")]
+              + "".join(f" {OTHER_CNN_COLUMNS[inputs]} |" for inputs in others),
+              "|---|---|---|---|---|---|" + "---|" * len(others)]
     cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]"  # noqa: E731
     for code, g in tests.groupby("code", sort=False):
         f, c = (g[g["family"] == name].iloc[0] for name in ("features", "cnn"))
         anchor = BENCHMARK_ANCHORS.get(code)
         line = (f"| {code} | {f['n_test_positives']} | {cell(f)} | {cell(c)} | {c['auroc'] - f['auroc']:+.3f} | "
                 f"{anchor if anchor is not None else '—'} |")
-        if not earlier.empty:
-            old = earlier[earlier["code"] == code]
-            line += f" {cell(old.iloc[0]) if len(old) else '—'} |"
+        for table in others.values():
+            other = table[table["code"] == code]
+            line += f" {cell(other.iloc[0]) if len(other) else '—'} |"
         lines.append(line)
     return "\n".join(lines)
 

@@ -185,12 +185,14 @@ def cnn_inputs(ecgs_mv: np.ndarray, scale_mv: float, rhythm: bool = True) -> np.
 
 
 def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root: str | Path = "outputs/classifiers",
-                   epochs: int = CNN_EPOCHS["full"], min_records: int = 3, rhythm: bool = True) -> Path:
+                   epochs: int = CNN_EPOCHS["full"], min_records: int = 3, rhythm: bool = True,
+                   unlabelled: Sequence[str] = ()) -> Path:
     """Train (once, cached) the multi-label CNN trunk on the training folds of ``task``'s data set.
 
     Targets: every SCP code carried by at least ``min_records`` training-fold records. Records
     carrying a code of ``exclude`` are left out entirely (the low-data study excludes the code it
-    studies, so the trunk never saw its positives). Inputs are scaled by ``task.scaler``; random
+    studies, so the trunk never saw its positives). Codes of ``unlabelled`` are not targets, but their
+    records stay. Inputs are scaled by ``task.scaler``; random
     circular shifts (±0.5 s) and gains (±20 %, leads only) augment every batch. With ``rhythm`` the
     trunk also reads :func:`rhythm_channels` (``rhythm=False``: the leads alone, for comparison).
     """
@@ -204,7 +206,8 @@ def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root:
     codes = train.record_codes(meta, ids)
     excluded = {c.upper() for c in exclude}
     keep = np.array([not (set(c) & excluded) for c in codes])
-    vocabulary = [c for c in train.label_vocabulary(meta, min_records) if c not in excluded]
+    dropped = excluded | {c.upper() for c in unlabelled}
+    vocabulary = [c for c in train.label_vocabulary(meta, min_records) if c not in dropped]
     key = hashlib.sha256(json.dumps([task.data_root, ids[keep].tolist(), vocabulary, seed, epochs,
                                      task.scaler.scale_mv, CNN_BLOCKS, "v2"] + (["rhythm-v1"] if rhythm else []))
                  .encode()).hexdigest()[:10]
@@ -239,7 +242,8 @@ def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root:
     embedder = keras.Model(model.input, model.get_layer("gap").output, name="cnn_trunk")
     with atomic.atomic_path(folder / "trunk.keras") as tmp:
         embedder.save(tmp)
-    atomic.mark_complete(folder, {"codes": vocabulary, "excluded": sorted(excluded), "n_records": int(len(x)),
+    atomic.mark_complete(folder, {"codes": vocabulary, "excluded": sorted(excluded),
+                                  "unlabelled": sorted(dropped - excluded), "n_records": int(len(x)),
                                   "epochs": epochs, "seconds": time.perf_counter() - start})
     return folder
 

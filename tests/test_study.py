@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rare_gan import study
+from rare_gan import evaluate, study
 
 
 def _run_row(code="PAC", recipe="beat", configuration="Initial", seed=0, c2st=0.9, **extra):
@@ -122,6 +122,14 @@ def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir
     assert tests["cnn"]["epochs"] == utility.choose_cnn_epochs(selection) and tests["features"]["epochs"] is None
     assert all(0 <= r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"] <= 1 for r in tests.values())
     assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 2  # one on folds 1-7, the chosen on 1-8
+    (other,) = study.cnn_budget_study("demo", ["AFIB"], [1], tmp_path, seeds=(0,), n_boot=50, unlabelled=True)
+    assert other["family"] == "cnn" and other["cnn_inputs"] == study.CNN_UNLABELLED and other["epochs"] == 1
+    trunks = [json.loads((t / "_COMPLETE").read_text()) for t in (tmp_path / "classifiers").glob("cnn_trunk-*")]
+    (unlabelled,) = [t for t in trunks if t.get("unlabelled")]
+    assert unlabelled["unlabelled"] == ["AFIB"] and "AFIB" not in unlabelled["codes"] and not unlabelled["excluded"]
+    assert unlabelled["n_records"] == len(evaluate.load_task("demo", "AFIB").y["train"])  # its records all stay
+    table = study.cnn_budget_markdown(rows + [other])
+    assert "cnn, trunk without the code's label" in table and f"{other['auroc']:.3f} [" in table
 
 
 def test_memorisation_rows_spell_out_the_near_copy_check_of_each_run(demo_dir, tmp_path):
