@@ -88,9 +88,9 @@ def test_plot_12lead_survives_broken_output():
 def test_plot_12lead_grid_16_is_fast_and_complete(tmp_path):
     rng = np.random.default_rng(0)
     ecgs = tagged_ecg()[None] + rng.normal(0, 0.05, (16, N_SAMPLES, 12))
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds of this process: not inflated by other tests running beside it
     fig = plots.plot_12lead_grid(ecgs, path=tmp_path / "grid.png", title="SYNTHETIC — run, epoch 3")
-    assert time.perf_counter() - t0 < 2.0
+    assert time.process_time() - t0 < 2.0
     assert_single_png(tmp_path, "grid.png")
     assert len(fig.axes) == 16
     assert all(len(ax.lines) == 2 for ax in fig.axes)
