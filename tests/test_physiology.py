@@ -177,9 +177,9 @@ def test_batch_matches_single_and_mixes_bad_ecgs(regular, irregular):
 def test_batch_of_64_is_fast(regular, irregular):
     batch = np.stack([regular, irregular] * 32)
     ph.rr_sd_ms_batch(batch[:2])  # neurokit2 import and first-call overheads
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds of this process (serial): other tests beside it do not count
     out = ph.rr_sd_ms_batch(batch)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     assert np.isfinite(out).all()
 
 
