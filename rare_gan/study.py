@@ -115,7 +115,7 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
                  configurations: Sequence[str] = ("Initial", "Modified")) -> list[dict]:
     """Both classifier families on real only, class weighting, oversampling and each GAN run's vetted ECGs.
 
-    The GAN runs are the realism study's runs of GAN seed ``gan_seed`` of ``recipes`` ×
+    The GAN runs are the realism study's runs of GAN seed ``gan_seed`` (on pretraining 0) of ``recipes`` ×
     ``configurations`` (``realism`` rows); each one's ``n_generate`` ECGs are vetted
     (:func:`rare_gan.candidates.vet`) and the accepted ones augment the training set to ``ratio``
     positives (``<run>:gan@r``) or replace the real positives (``<run>:tstr``). Primary comparisons:
@@ -129,8 +129,8 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
     for code in codes:
         task = evaluate.load_task(data_dir, code)
         runs = {f"{r['recipe']} {r['configuration']}".replace("beat ", ""): r["run_dir"] for r in realism
-                if r["code"] == code and r.get("gan_seed") == gan_seed and r["recipe"] in recipes
-                and r["configuration"] in configurations}
+                if r["code"] == code and r.get("gan_seed") == gan_seed and _on_first_pretraining(r)
+                and r["recipe"] in recipes and r["configuration"] in configurations}
         vetted = {}
         for name, run_dir in runs.items():
             ecgs = generate.generate(generate.load_run(run_dir), n_generate, seed=gan_seed)
@@ -163,6 +163,12 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
         for row, p in zip(family_rows, metrics.holm_adjust([r["p_value"] for r in family_rows])):
             row["p_holm"] = float(p)
     return rows
+
+
+def _on_first_pretraining(row: dict) -> bool:
+    """A realism row of a run without pretraining or on pretraining 0 (GAN seed 0 also fine-tunes other
+    pretrainings: ``--seeds 0 --pretrain-seeds 1``)."""
+    return row.get("pretrain_seed") in (None, 0)
 
 
 def _with_ci(table: pd.DataFrame, metrics: Sequence[str]) -> dict:
@@ -272,7 +278,7 @@ def memorisation_rows(data_dir: str | None, codes: Sequence[str], realism_rows_:
 
 def ablation_markdown(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> str:
     """Strong C2ST per code: research, the default recipe's stages, and each one-change fine-tuning (seed 0)."""
-    base = [r for r in realism_rows_ if r.get("gan_seed") == 0 and r["recipe"] != "real"
+    base = [r for r in realism_rows_ if r.get("gan_seed") == 0 and _on_first_pretraining(r) and r["recipe"] != "real"
             and r["configuration"] in ("Initial", "pretrained only")]
     table = pd.DataFrame(base + list(rows))
     if table.empty:

@@ -178,3 +178,17 @@ def test_utility_rows_of_two_cnn_trunks_get_a_table_each_and_claims_use_the_rese
     assert "+0.010 [-0.020, +0.030] (p=0.80)" in second
     claims = study.claims_markdown(json.loads(results.read_text()))
     assert "research Initial:gan@0.25" in claims and "agree" not in claims and "Real only: 0.750" in claims
+
+
+def test_seed_0_runs_on_another_pretraining_stay_out_of_the_seed_0_tables():
+    """GAN seed 0 also fine-tunes pretraining 1 (``--seeds 0 --pretrain-seeds 1``): the ablation table (GAN seed 0)
+    and the utility study's run choice take pretraining 0's run only, never a mean of both."""
+    def run(pretrain_seed, auroc):
+        return {"code": "PAC", "recipe": "bounded", "configuration": "Initial", "gan_seed": 0,
+                "pretrain_seed": pretrain_seed, "c2st_auroc": auroc, "c2st_cnn_auroc": 0.5, "run_dir": f"p{pretrain_seed}"}
+    realism = [run(0, 0.9), run(1, 0.5), {**run(None, 0.99), "recipe": "research"}]
+    table = study.ablation_markdown([{"code": "PAC", "recipe": "bounded", "configuration": "fine-tuned without R1",
+                                      "c2st_auroc": 0.8, "c2st_cnn_auroc": 0.6}], realism)
+    assert "| bounded, Initial | 0.900 / 0.500 |" in table and "0.700" not in table
+    assert "| research, Initial | 0.990 / 0.500 |" in table and "| bounded, fine-tuned without R1 | 0.800 / 0.600 |" in table
+    assert [r["run_dir"] for r in realism if study._on_first_pretraining(r)] == ["p0", "pNone"]
