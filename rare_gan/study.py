@@ -565,7 +565,8 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
     if tests.empty:
         return "\n".join(lines)
     lines += [f"\nThen, with that budget (trunk on every training-fold record), real-only test AUROC on folds 9–10 "
-              f"(mean of {len(tests['classifier_seeds'].iloc[0])} classifier seeds, 95% bootstrap CI):\n",
+              f"(mean of {len(tests['classifier_seeds'].iloc[0])} classifier seeds, 95% bootstrap CI; the CNN's seeds "
+              f"share one trunk and refit a deterministic head, so its CI holds the test set's variance alone):\n",
               "| code | test positives | features | cnn | cnn − features | PTB-XL benchmark anchor* |"
               + "".join(f" {OTHER_CNN_COLUMNS[inputs]} |" for inputs in others),
               "|---|---|---|---|---|---|" + "---|" * len(others)]
