@@ -147,11 +147,10 @@ def c2st(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, repeats: int = 
 
 def cnn_c2st(real_scaled: np.ndarray, synthetic_scaled: np.ndarray, seed: int = 0, folds: int = 5,
              epochs: int = 15, n_max: int = 300) -> float:
-    """Out-of-fold AUROC of a small inception/residual CNN telling real from synthetic raw ECGs (scaled units)."""
-    import keras
+    """Out-of-fold AUROC of a small inception/residual CNN telling real from synthetic raw ECGs (scaled units).
 
-    from rare_gan import models
-
+    Each fold's CNN starts from the weights of seed ``seed + fold``; the compiled model is reused
+    across folds and calls (:func:`_c2st_cnn`), so its training step is traced once per process."""
     rng = np.random.default_rng(seed)
     n = min(len(real_scaled), len(synthetic_scaled), n_max)
     x = np.concatenate([real_scaled[rng.choice(len(real_scaled), n, replace=False)],
@@ -159,12 +158,38 @@ def cnn_c2st(real_scaled: np.ndarray, synthetic_scaled: np.ndarray, seed: int = 
     y = np.r_[np.zeros(n), np.ones(n)].astype(np.float32)
     scores = np.empty(len(y))
     for k, (train, test) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y)):
-        keras.utils.set_random_seed(seed + k)
-        model = models.build_classifier(stem_filters=(16, 32), block_filters=(32, 64), dropout=0.2)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        model = _c2st_cnn(x.shape[1:], seed + k)
         model.fit(x[train], y[train], batch_size=32, epochs=epochs, verbose=0, shuffle=True)
         scores[test] = model.predict(x[test], batch_size=256, verbose=0).ravel()
     return float(roc_auc_score(y, scores))
+
+
+def _c2st_cnn(input_shape: tuple[int, int], seed: int):
+    """The C2ST CNN with the initial weights, dropout state and optimizer state of a model built fresh
+    after ``keras.utils.set_random_seed(seed)`` (the global RNG is left as that build leaves it)."""
+    import keras
+
+    from rare_gan import models
+
+    def build():
+        return models.build_classifier(*input_shape, stem_filters=(16, 32), block_filters=(32, 64), dropout=0.2)
+
+    if input_shape not in _C2ST_CNNS:
+        model = build()
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        model.optimizer.build(model.trainable_variables)
+        _C2ST_CNNS[input_shape] = model, [v.numpy() for v in model.optimizer.variables]
+    model, optimizer_start = _C2ST_CNNS[input_shape]
+    keras.utils.set_random_seed(seed)
+    for variable, value in zip(model.variables, build().variables):  # weights and dropout seed states
+        variable.assign(value)
+    for variable, value in zip(model.optimizer.variables, optimizer_start):
+        variable.assign(value)
+    return model
+
+
+_C2ST_CNNS: dict = {}
+"""Compiled C2ST CNNs by input shape, with their optimizer's initial state."""
 
 
 def jittered_copies(ecgs_mv: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -122,3 +122,16 @@ def test_controls_on_genuine_ptbxl(ptbxl_dir):
     c = ref.controls
     assert abs(c["c2st_common_control"] - 0.5) < 0.2 and abs(c["c2st_jitter_control"] - 0.5) < 0.15
     assert c["jitter_near_copy_fraction"] > 0.9 and 0.3 < c["c2st_real_control"] < 0.8
+
+
+def test_cnn_c2st_reuses_one_compiled_cnn_and_each_call_starts_afresh(monkeypatch):
+    """The compiled CNN is shared by every fold and call, yet a call's AUROC is the one a freshly built
+    CNN gives: weights, dropout state and optimizer state are reset from the fold's seed."""
+    rng = np.random.default_rng(0)
+    real, synthetic = rng.normal(0, 0.3, (24, 1000, 12)), rng.normal(0, 0.4, (24, 1000, 12))
+    monkeypatch.setattr(realism, "_C2ST_CNNS", {})
+    first = realism.cnn_c2st(real, synthetic, seed=0, folds=2, epochs=1)
+    (model, _), = realism._C2ST_CNNS.values()
+    other = realism.cnn_c2st(real, synthetic, seed=1, folds=2, epochs=1)
+    assert realism.cnn_c2st(real, synthetic, seed=0, folds=2, epochs=1) == first != other
+    assert list(realism._C2ST_CNNS.values())[0][0] is model and len(realism._C2ST_CNNS) == 1

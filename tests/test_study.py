@@ -110,24 +110,54 @@ def test_cnn_budget_table_names_the_budget_the_rule_chooses(tmp_path):
 
 
 def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir, tmp_path, monkeypatch):
+    """Each budget's trunk sees folds 1–7 only and its heads are scored on fold 8; only the chosen budget
+    is trained on folds 1–8 and tested; that trunk reads the 12 leads and the rhythm channels."""
     import functools
 
-    from rare_gan import utility
+    import keras
+    import numpy as np
 
-    monkeypatch.setattr(utility, "cnn_budget_rows", functools.partial(utility.cnn_budget_rows, min_positives=1))
+    from rare_gan import data, utility
+
+    seen = []
+    original = utility.pretrained_cnn
+    monkeypatch.setattr(utility, "pretrained_cnn", lambda task, *a, **k: seen.append(task.ecg_ids["train"]) or
+                        original(task, *a, **k))
+    monkeypatch.setattr(utility, "cnn_budget_rows", functools.partial(utility.cnn_budget_rows, min_positives=1,
+                                                                      report=("AFIB", "NOPE")))
     rows = study.cnn_budget_study("demo", ["AFIB"], [1], tmp_path, seeds=(0,), n_boot=50)
+    afib = evaluate.load_task("demo", "AFIB")
     selection = [r for r in rows if "code" not in r]
     tests = {r["family"]: r for r in rows if r.get("code") == "AFIB"}
     assert [r["epochs"] for r in selection] == [1] and set(tests) == {"features", "cnn"}
+    folds = data.load_metadata(demo_dir).database["strat_fold"]
+    assert len(seen) == 2 and folds.loc[seen[0]].between(1, 7).all() and folds.loc[seen[1]].between(1, 8).all()
+    (row,) = selection
+    assert row["n_fit_records"] == len(seen[0]) and row["n_fit_records"] + row["n_check_records"] == len(afib.y["train"])
+    assert row["n_check_records"] == int((folds.loc[afib.ecg_ids["train"]] == 8).sum()) > 0
+    assert 0 <= row["macro_auroc_common"] <= 1 and row["n_common_codes"] >= 1
+    assert 0 <= row["codes"]["AFIB"]["auroc"] <= 1 and row["codes"]["NOPE"] == {"auroc": None, "n_check_positives": 0}
     assert tests["cnn"]["epochs"] == utility.choose_cnn_epochs(selection) and tests["features"]["epochs"] is None
     assert all(0 <= r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"] <= 1 for r in tests.values())
     assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 2  # one on folds 1-7, the chosen on 1-8
+
+    chosen = original(afib, 0, cache_root=tmp_path / "classifiers", epochs=1)
+    assert chosen in set((tmp_path / "classifiers").glob("cnn_trunk-*"))  # the trunk just tested, not a new one
+    assert keras.saving.load_model(chosen / "trunk.keras", compile=False).input.shape[-1] == 12 + len(
+        utility.RHYTHM_CHANNELS)
+    mv = afib.positives_mv("train")[:3]
+    embedded = utility.cnn_embedder(chosen, afib.scaler.scale_mv)(mv)
+    assert embedded.shape == (3, 2 * utility.CNN_BLOCKS[-1]) and np.isfinite(embedded).all()
+    np.testing.assert_allclose(utility.cnn_inputs(mv, afib.scaler.scale_mv, rhythm=False), mv / afib.scaler.scale_mv,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(utility.cnn_inputs(mv, afib.scaler.scale_mv)[..., 12:], utility.rhythm_channels(mv))
+
     (other,) = study.cnn_budget_study("demo", ["AFIB"], [1], tmp_path, seeds=(0,), n_boot=50, unlabelled=True)
     assert other["family"] == "cnn" and other["cnn_inputs"] == study.CNN_UNLABELLED and other["epochs"] == 1
     trunks = [json.loads((t / "_COMPLETE").read_text()) for t in (tmp_path / "classifiers").glob("cnn_trunk-*")]
     (unlabelled,) = [t for t in trunks if t.get("unlabelled")]
     assert unlabelled["unlabelled"] == ["AFIB"] and "AFIB" not in unlabelled["codes"] and not unlabelled["excluded"]
-    assert unlabelled["n_records"] == len(evaluate.load_task("demo", "AFIB").y["train"])  # its records all stay
+    assert unlabelled["n_records"] == len(afib.y["train"])  # its records all stay
     table = study.cnn_budget_markdown(rows + [other])
     assert "cnn, trunk without the code's label" in table and f"{other['auroc']:.3f} [" in table
 
