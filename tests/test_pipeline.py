@@ -141,3 +141,15 @@ def test_papermill_lr_g_after_run_all_gets_its_own_folder(tmp_path):
     assert f"run folder: {new.relative_to(tmp_path)}" in text or f"run folder: {new}" in text
     assert json.loads((new / "config.json").read_text())["train"]["lr_generator"] == 4e-4
     assert {p.name: p.read_bytes() for p in left.iterdir()} == before  # nothing lost, nothing touched
+
+
+def test_test_command_runs_one_more_worker_than_cores_up_to_3(monkeypatch):
+    from rare_gan import testing
+
+    monkeypatch.delenv("RARE_GAN_TEST_WORKERS", raising=False)
+    for cores, workers in ((1, "2"), (2, "3"), (16, "3")):
+        monkeypatch.setattr(testing.os, "cpu_count", lambda cores=cores: cores)
+        assert testing._parallel([]) == ["-n", workers, "--dist", "loadfile"]
+    assert testing._parallel(["-n", "0"]) == [] and testing._parallel(["-p", "no:xdist"]) == []
+    monkeypatch.setenv("RARE_GAN_TEST_WORKERS", "1")
+    assert testing._parallel([]) == []
