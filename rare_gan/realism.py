@@ -174,12 +174,13 @@ def _c2st_cnn(input_shape: tuple[int, int], seed: int):
     def build():
         return models.build_classifier(*input_shape, stem_filters=(16, 32), block_filters=(32, 64), dropout=0.2)
 
-    if input_shape not in _C2ST_CNNS:
+    key = (tuple(input_shape), keras.mixed_precision.global_policy().name)
+    if key not in _C2ST_CNNS:
         model = build()
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
         model.optimizer.build(model.trainable_variables)
-        _C2ST_CNNS[input_shape] = model, [v.numpy() for v in model.optimizer.variables]
-    model, optimizer_start = _C2ST_CNNS[input_shape]
+        _C2ST_CNNS[key] = model, [v.numpy() for v in model.optimizer.variables]
+    model, optimizer_start = _C2ST_CNNS[key]
     keras.utils.set_random_seed(seed)
     for variable, value in zip(model.variables, build().variables):  # weights and dropout seed states
         variable.assign(value)
@@ -189,7 +190,7 @@ def _c2st_cnn(input_shape: tuple[int, int], seed: int):
 
 
 _C2ST_CNNS: dict = {}
-"""Compiled C2ST CNNs by input shape, with their optimizer's initial state."""
+"""Compiled C2ST CNNs by input shape and precision policy, with their optimizer's initial state."""
 
 
 def jittered_copies(ecgs_mv: np.ndarray, seed: int = 0) -> np.ndarray:
