@@ -70,28 +70,27 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def _whole_and_resumed(config, data, out, again: bool = True):
-    """Histories of a whole run, (with ``again``) a second one, and a run cut after epoch 3 and resumed;
-    the cut run's first epochs are themselves a repeat of the whole run's."""
+def _whole_and_resumed(config, data, out):
+    """Histories of a whole run and of a run cut after epoch 3 and resumed; the cut run's epochs
+    before the cut are themselves a repeat of the whole run's (same seed, from scratch)."""
     whole = train.train(config, out / "whole", data=data)
-    again = train.train(config, out / "again", data=data) if again else None
     with pytest.raises(KeyboardInterrupt):
         train.train(config, out / "cut", data=data, callbacks=[_Interrupt()])
     assert not atomic.is_complete(out / "cut") and train.latest_checkpoint(out / "cut").name == "epoch_0002"
     resumed = train.train(config, out / "cut", data=data)
     assert atomic.is_complete(out / "cut") and len(whole) == 4
     timing = ["seconds", "samples_per_s"]
-    return [h if h is None else h.drop(columns=timing) for h in (whole, again, resumed)]
+    return [h.drop(columns=timing) for h in (whole, resumed)]
 
 
 def test_same_seed_and_resume_are_bit_identical_without_r1(afib_data, tmp_path):
-    """Two runs with one seed, and a run interrupted after epoch 3 then resumed, give identical
-    histories and identical ECGs (DiffAugment on; R1 off, see the next test)."""
+    """A run, and a run with the same seed interrupted after epoch 3 then resumed (its epochs before
+    the cut repeat the first run's), give identical histories and identical ECGs (DiffAugment on; R1
+    off, see the next test)."""
     config = train.TrainConfig(**{**TINY, "r1_weight": 0.0})
-    whole, again, resumed = _whole_and_resumed(config, afib_data, tmp_path)
-    pd.testing.assert_frame_equal(whole, again, check_exact=True)
+    whole, resumed = _whole_and_resumed(config, afib_data, tmp_path)
     pd.testing.assert_frame_equal(whole, resumed, check_exact=True)
-    runs = [generate.load_run(tmp_path / name) for name in ("whole", "again", "cut", "whole")]  # "whole" loaded twice
+    runs = [generate.load_run(tmp_path / name) for name in ("whole", "cut", "whole")]  # "whole" loaded twice
     ecgs = [generate.generate(run, 32, seed=11) for run in runs]
     assert all(np.array_equal(ecgs[0], e) for e in ecgs[1:]), "same seed, different ECGs"
     assert np.array_equal(generate.generate(runs[0], 300, seed=11)[:32], ecgs[0])  # the i-th ECG does not depend on n
@@ -106,7 +105,7 @@ def test_r1_runs_reproduce_to_float_rounding(afib_data, tmp_path):
     and resumed runs agree to float rounding, not bit for bit (README, Reproducibility). The resumed
     run's epochs before the cut are the repeat."""
     config = train.TrainConfig(**TINY, r1_weight=0.1, r1_every=2)
-    whole, _, resumed = _whole_and_resumed(config, afib_data, tmp_path, again=False)
+    whole, resumed = _whole_and_resumed(config, afib_data, tmp_path)
     # RR-SD of the fixed-noise batch is left out: R-peak detection is a step function of the samples, so
     # float rounding can move a detected beat by a sample and RR-SD by tens of ms
     continuous = ["epoch", "d_loss", "g_loss", "d_real", "d_fake"]
