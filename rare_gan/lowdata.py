@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 KS = (5, 10, 20, None)
 VARIANTS = ("real", "real_weighted", "oversample", "gan")
+CNN_TRUNK = "leads+rhythm, held-out codes' records left out"
+"""What the study's CNN trunk reads and never saw (the rows' ``cnn_inputs``): the 12 leads and the rhythm
+channels, pretrained without any record that carries a held-out code, whose labels would leak the
+positives that the subsampling to k leaves out."""
 FEW_EPOCHS = 4
 """Fine-tuning epochs (of the recipe's steps per epoch) for k ≤ 20 positives, fixed in advance: a
 full fine-tuning budget on 5 ECGs would be thousands of passes over them."""
@@ -84,7 +88,7 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
                     rows.append({"code": code, "family": family.name, "variant": variant.split("@")[0],
                                  "k": k or int(len(picks)), "k_label": str(k) if k else "all", "draw": draw,
                                  "n_synthetic": int(len(synthetic)),
-                                 "n_test_positives": int(real.test_y.sum()),
+                                 "n_test_positives": int(real.test_y.sum()), "cnn_inputs": CNN_TRUNK,
                                  **{f"{m}{suffix}": float(table.at[m, col]) for m in ("auroc", "auprc")
                                     for suffix, col in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))}})
             log.info("%s k=%s draw %d: %d usable synthetic ECGs (%.0f s)", code, k or "all", draw, len(synthetic),

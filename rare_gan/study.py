@@ -523,7 +523,10 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
     table = pd.DataFrame(rows)
     if table.empty:
         return "(not run)"
-    lines = ["| code | family | k | draws | real only | class-weighted | oversampling | GAN (fine-tuned on the k) |",
+    trunks = table.get("cnn_inputs", pd.Series([None] * len(table))).drop_duplicates()
+    lines = ["CNN trunk: " + "; ".join("12 leads alone (the earlier trunk), held-out codes' records left out"
+                                       if pd.isna(t) else str(t) for t in trunks) + ".\n",
+             "| code | family | k | draws | real only | class-weighted | oversampling | GAN (fine-tuned on the k) |",
              "|" + "|".join(["---"] * 8) + "|"]
     for (code, family, k), g in table.groupby(["code", "family", "k_label"], sort=False):
         cells = []

@@ -148,9 +148,9 @@ CNN_BLOCKS = (64, 128, 128, 256, 256)
 CNN_EPOCHS = {"test": 1, "quick": 5, "full": 100}
 """Multi-label pretraining epochs of the CNN trunk per profile (cosine-decayed Adam 1e-3, batch 64).
 The full profile's is the budget that inner validation inside folds 1–8 chooses on PTB-XL
-(``python -m rare_gan.study cnn_budget``: 30, 100 and 200 epochs give a fold-8 macro AUROC over the
-common codes of 0.822, 0.844 and 0.848, and the rule takes the smallest within 0.005 of the best);
-no rare code and no test fold decides it."""
+(``python -m rare_gan.study cnn_budget``: 30, 100 and 200 epochs compared on the fold-8 macro AUROC
+over the common codes, the rule takes the smallest within 0.005 of the best; the figures are in the
+README's utility section and ``outputs/reference/results.json``); no rare code and no test fold decides it."""
 
 
 RHYTHM_CHANNELS = ("rr_relative", "rr_s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rare_gan import evaluate, study
+from rare_gan import evaluate, lowdata, study
 
 
 def _run_row(code="PAC", recipe="beat", configuration="Initial", seed=0, c2st=0.9, **extra):
@@ -222,3 +222,14 @@ def test_seed_0_runs_on_another_pretraining_stay_out_of_the_seed_0_tables():
     assert "| bounded, Initial | 0.900 / 0.500 |" in table and "0.700" not in table
     assert "| research, Initial | 0.990 / 0.500 |" in table and "| bounded, fine-tuned without R1 | 0.800 / 0.600 |" in table
     assert [r["run_dir"] for r in realism if study._on_first_pretraining(r)] == ["p0", "pNone"]
+
+
+def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk():
+    rows = [{"code": "PAC", "family": "cnn", "k_label": "5", "variant": v, "auroc": a, "draw": d,
+             "cnn_inputs": lowdata.CNN_TRUNK}
+            for v, a, d in (("real", 0.6, 0), ("real", 0.8, 1), ("gan", 0.7, 0), ("gan", 0.7, 1))]
+    table = study.low_data_markdown(rows)
+    assert table.startswith(f"CNN trunk: {lowdata.CNN_TRUNK}.")
+    assert "| PAC | cnn | 5 | 2 | 0.700 (0.600–0.800) | — | — | 0.700 |" in table
+    earlier = study.low_data_markdown([{k: v for k, v in r.items() if k != "cnn_inputs"} for r in rows])
+    assert earlier.startswith("CNN trunk: 12 leads alone (the earlier trunk)")
