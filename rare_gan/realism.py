@@ -319,7 +319,8 @@ def nn_distance_ratio(memorisation: dict) -> float:
     return float(d_synth / d_unseen) if d_unseen > 0 else float("nan")
 
 
-def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, cnn: bool = True) -> dict:
+def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, cnn: bool = True,
+                       physiology_frame=None) -> dict:
     """Every realism number of one synthetic set of ``ref.code``: the row of ``results.json``.
 
     ``c2st_auroc`` (strong, features; with ``c2st_null_sd`` and the top separating features),
@@ -328,6 +329,8 @@ def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, 
     PR| differences, plausibility, ``near_copy_fraction`` (with the rule's false-flag rate on unseen real
     ECGs and the Mann–Whitney p of :func:`rare_gan.metrics.memorisation_report`) and ``nn_distance_ratio``, and the median
     share of spectral power above 15 Hz of the synthetic and the real ECGs (smoothness).
+    ``physiology_frame``: :func:`rare_gan.physiology.ecg_features` of ``synthetic_mv[:300]`` where the
+    caller has it already (else computed here).
     """
     from rare_gan import metrics, physiology
 
@@ -340,7 +343,7 @@ def evaluate_synthetic(ref: Reference, synthetic_mv: np.ndarray, seed: int = 0, 
                                          epochs=ref.effort.cnn_epochs, folds=ref.effort.cnn_folds)
     t = tstr(ref.negatives_features, synth_features, ref.train_features, ref.test_features, ref.test_y, seed)
     row |= {"tstr_auroc": t["tstr_auroc"], "real_auroc_same_classifier": t["real_auroc"]}
-    phys = physiology.ecg_features(synthetic_mv[:300])
+    phys = physiology.ecg_features(synthetic_mv[:300]) if physiology_frame is None else physiology_frame
     w = physiology.wasserstein_table(ref.physiology, phys, ["heart_rate_bpm", "rr_sd_ms", "qrs_ms", "pr_ms"])
     row |= {"w1_hr_bpm": w.at["heart_rate_bpm", "wasserstein"], "w1_rr_sd_ms": w.at["rr_sd_ms", "wasserstein"],
             "qrs_median_diff_ms": abs(w.at["qrs_ms", "synth_median"] - w.at["qrs_ms", "real_median"]),

@@ -83,6 +83,8 @@ class Realism:
     hf_real_median: float
     hf_pairs: dict[str, float] = field(default_factory=dict)
     """Mann–Whitney p of the high-frequency ratio, Initial vs Modified, per recipe."""
+    physiology: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """neurokit2 features of each run's first 300 generated ECGs (what the W1 distances rest on)."""
 
     @property
     def table(self) -> pd.DataFrame:
@@ -106,17 +108,18 @@ def realism_section(task: evaluate.Task, runs: dict[str, RunArtifacts], seed: in
     from scipy.stats import mannwhitneyu
 
     reference = realism.load_reference(task, seed=seed, effort=realism.EFFORT[profile])
-    rows, hf = {}, {}
+    rows, hf, phys = {}, {}, {}
     for name, run in runs.items():
         synth = run.generated_mv[:n_max]
-        rows[name] = realism.evaluate_synthetic(reference, synth, seed, cnn=cnn)
+        phys[name] = physio.ecg_features(synth[:300])
+        rows[name] = realism.evaluate_synthetic(reference, synth, seed, cnn=cnn, physiology_frame=phys[name])
         hf[name] = metrics.high_frequency_ratio(synth)
     pairs = {}
     for name in runs:
         if name.endswith("Initial") and name.replace("Initial", "Modified") in hf:
             recipe = name[:-len("Initial")].strip() or runs[name].config.recipe
             pairs[recipe] = float(mannwhitneyu(hf[name], hf[name.replace("Initial", "Modified")]).pvalue)
-    return Realism(reference, rows, float(np.median(metrics.high_frequency_ratio(reference.train_mv))), pairs)
+    return Realism(reference, rows, float(np.median(metrics.high_frequency_ratio(reference.train_mv))), pairs, phys)
 
 
 def plot_examples(task: evaluate.Task, runs: dict[str, RunArtifacts], folder: Path | None = None, n: int = 4,
@@ -138,7 +141,9 @@ def plot_examples(task: evaluate.Task, runs: dict[str, RunArtifacts], folder: Pa
 def plot_rhythm(realism_result: Realism, runs: dict[str, RunArtifacts], path=None):
     """Heart-rate and RR-SD distributions: real ECGs of the code vs each run's."""
     frames = {"real": realism_result.reference.physiology}
-    frames |= {name: physio.ecg_features(run.generated_mv[:300], delineate=False) for name, run in runs.items()}
+    frames |= {name: realism_result.physiology.get(name) for name in runs}
+    frames |= {name: physio.ecg_features(run.generated_mv[:300], delineate=False)
+               for name, run in runs.items() if frames[name] is None}
     return plots.plot_distributions(frames, ["rr_sd_ms", "heart_rate_bpm"], path=path,
                                     title="Rhythm: real ECGs of the code vs SYNTHETIC")
 

@@ -114,11 +114,16 @@ class Family:
     fit: object  # callable(x, y, seed, balanced) -> model
     description: str = ""
     seconds: dict = field(default_factory=dict)
+    fit_jobs: int = 1
+    """Processes that the fits of one variant (its seeds and threshold folds) share (-1: every core)."""
 
 
 def feature_family() -> Family:
+    """Gradient boosting on :mod:`rare_gan.features`; one variant's fits run on every core (each fit is
+    single-threaded: on 1,500 rows two threads were no faster than one)."""
     return Family("features", lambda ecgs: features.extract(ecgs), fit_feature_model,
-                  "gradient boosting on ECG features (amplitudes, band powers, RR/HRV, median beat, lead correlations)")
+                  "gradient boosting on ECG features (amplitudes, band powers, RR/HRV, median beat, lead correlations)",
+                  fit_jobs=-1)
 
 
 def cnn_family(trunk_dir: str | Path, scale_mv: float) -> Family:
@@ -133,10 +138,15 @@ def oof_scores(family: Family, x: np.ndarray, y: np.ndarray, seed: int = 0, fold
     """Out-of-fold scores of ``family``'s classifier over stratified ``folds``-fold CV of ``(x, y)``:
     what thresholds are chosen on, so that nothing is chosen on the test folds."""
     scores = np.empty(len(y))
-    folds = max(2, min(folds, int(np.sum(y == 1)), int(np.sum(y == 0))))
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+    for train, test in _oof_splits(y, seed, folds):
         scores[test] = scores_of(family.fit(x[train], y[train], seed, balanced), x[test])
     return scores
+
+
+def _oof_splits(y: np.ndarray, seed: int, folds: int = 3) -> list:
+    """The stratified (train, test) index pairs of :func:`oof_scores` (2 to ``folds`` folds, as the classes allow)."""
+    folds = max(2, min(folds, int(np.sum(y == 1)), int(np.sum(y == 0))))
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,18 +403,35 @@ def fit_variant(family: Family, rows: Rows, variant: str, seeds: Sequence[int], 
                 label: str | None = None, thresholds: bool = True) -> Fit:
     """Fit ``variant`` once per seed. The decision threshold maximises F1 on 3-fold out-of-fold scores
     of the variant's training set (first seed; reused for the others), or is 0.5 without ``thresholds``
-    (and when a class has fewer than 2 members, so that no out-of-fold split exists)."""
-    scores, seconds, cut = [], [], 0.5
+    (and when a class has fewer than 2 members, so that no out-of-fold split exists). The fits share
+    ``family.fit_jobs`` processes."""
     synthetic_rows = family.represent(synthetic_mv) if synthetic_mv is not None and len(synthetic_mv) else None
-    for i, seed in enumerate(seeds):
-        x, y, balanced = variant_rows(family, rows, variant, seed, synthetic_mv, synthetic_rows)
-        start = time.perf_counter()
-        model = family.fit(x, y, seed, balanced)
-        seconds.append(time.perf_counter() - start)
-        scores.append(scores_of(model, rows.test))
-        if thresholds and i == 0 and min(np.sum(y == 1), np.sum(y == 0)) >= 2:  # else no out-of-fold split
-            cut = metrics.choose_threshold(y, oof_scores(family, x, y, seed, balanced=balanced), rule="f1")
-    return Fit(family.name, label or variant, np.stack(scores), np.full(len(seeds), cut), float(np.mean(seconds)))
+    sets = [variant_rows(family, rows, variant, seed, synthetic_mv, synthetic_rows) for seed in seeds]
+    x, y, balanced = sets[0]
+    folds = _oof_splits(y, seeds[0]) if thresholds and min(np.sum(y == 1), np.sum(y == 0)) >= 2 else []
+    jobs = [(xs, ys, seed, bs) for (xs, ys, bs), seed in zip(sets, seeds)]
+    jobs += [(x[train], y[train], seeds[0], balanced) for train, _ in folds]
+    if family.fit_jobs != 1 and len(jobs) > 1:
+        from joblib import Parallel, delayed
+
+        done = Parallel(n_jobs=family.fit_jobs)(delayed(_timed_fit)(family.fit, *job) for job in jobs)
+    else:
+        done = [_timed_fit(family.fit, *job) for job in jobs]
+    cut = 0.5
+    if folds:
+        oof = np.empty(len(y))
+        for (model, _), (_, test) in zip(done[len(seeds):], folds):
+            oof[test] = scores_of(model, x[test])
+        cut = metrics.choose_threshold(y, oof, rule="f1")
+    scores = np.stack([scores_of(model, rows.test) for model, _ in done[:len(seeds)]])
+    return Fit(family.name, label or variant, scores, np.full(len(seeds), cut),
+               float(np.mean([seconds for _, seconds in done[:len(seeds)]])))
+
+
+def _timed_fit(fit, x, y, seed, balanced):
+    start = time.perf_counter()
+    model = fit(x, y, seed, balanced)
+    return model, time.perf_counter() - start
 
 
 def utility_table(rows: Rows, fits: Sequence[Fit], n_boot: int, seed: int = 0) -> pd.DataFrame:

@@ -67,6 +67,30 @@ def test_regular_rhythm_known_answer(regular):
     assert 40 <= row.qrs_ms <= 150 and 80 <= row.pr_ms <= 260 and 250 <= row.qt_ms <= 500
 
 
+@pytest.mark.parametrize("fs", [100, 250, 500])
+def test_ecg_clean_gives_neurokits_numbers(fs):
+    import neurokit2 as nk
+
+    rng = np.random.default_rng(fs)
+    t = np.arange(10 * fs) / fs
+    x = np.sin(2 * np.pi * 1.2 * t) ** 63 + 0.3 * np.sin(2 * np.pi * 0.2 * t) + 0.02 * rng.standard_normal(t.size)
+    np.testing.assert_array_equal(ph.ecg_clean(x, fs), nk.ecg_clean(x, sampling_rate=fs, method="neurokit"))
+
+
+def test_rpeak_memo_answers_a_repeat_without_sharing_its_array(regular, monkeypatch):
+    monkeypatch.setattr(ph, "RPEAK_MEMO_SIZE", 2)
+    monkeypatch.setattr(ph, "_RPEAK_MEMO", ph.OrderedDict())
+    expected = np.round(REGULAR_TIMES * FS).astype(int)
+    first = ph.detect_rpeaks(regular[:, 1])
+    first[:] = -1  # a caller's change must not reach the memo
+    np.testing.assert_array_equal(ph.detect_rpeaks(regular[:, 1].copy()), expected)
+    assert len(ph._RPEAK_MEMO) == 1
+    ph.detect_rpeaks(regular[:, 1], fs=2 * FS)  # another rate is another answer
+    ph.detect_rpeaks(regular[:, 0])
+    assert len(ph._RPEAK_MEMO) == 2  # bounded: the oldest answer went
+    np.testing.assert_array_equal(ph.detect_rpeaks(regular[:, 1]), expected)
+
+
 def test_neurokit_simulated_75_bpm():
     import neurokit2 as nk
 
@@ -175,8 +199,9 @@ def test_batch_matches_single_and_mixes_bad_ecgs(regular, irregular):
 
 
 def test_batch_of_64_is_fast(regular, irregular):
-    batch = np.stack([regular, irregular] * 32)
-    ph.rr_sd_ms_batch(batch[:2])  # neurokit2 import and first-call overheads
+    noise = 1e-3 * np.random.default_rng(0).standard_normal((64, *regular.shape))  # 64 different ECGs for the memo
+    batch = np.stack([regular, irregular] * 32) + noise
+    ph.rr_sd_ms_batch(batch[:2] - noise[:2])  # neurokit2 import and first-call overheads
     t0 = time.process_time()  # CPU seconds of this process (serial): other tests beside it do not count
     out = ph.rr_sd_ms_batch(batch)
     assert time.process_time() - t0 < 1.0

@@ -97,6 +97,16 @@ def test_runs_of_each_profile():
     assert full[2].trainer_dir(REPO / "outputs") == REPO / "outputs" / "research" / "Rare_GAN" / "arrhythmia_gan_outputs"
 
 
+def test_every_profile_evaluates_at_the_pre_specified_ratio_only():
+    """The primary comparison is fixed at positive fraction 0.25 (the study's); no profile adds ratios to its
+    Holm family, and the notebook's own default is the same."""
+    for profile in pipeline.PROFILES:
+        params = pipeline.notebook_parameters("05_evaluate", profile=profile, data_dir="demo", out_dir=REPO / "o")
+        assert params["ratios"] == [0.25]
+    notebook = nbformat.read(str(REPO / "notebooks" / "05_evaluate.ipynb"), 4)
+    assert "ratios = [0.25]" in next(c.source for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+
+
 def test_run_all_bad_data_dir_fails_cleanly(tmp_path):
     out = subprocess.run(["./run_all.sh", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, cwd=REPO, timeout=300)

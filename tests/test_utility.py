@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from rare_gan import data, evaluate, lowdata, utility
+from rare_gan import data, evaluate, lowdata, metrics, utility
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +25,18 @@ def test_feature_model_separates_a_known_separable_demo_pair(afib):
     assert fit.test_scores.shape == (2, len(rows.test_y)) and 0 < fit.thresholds[0] < 1
     x, y = utility.test_split(afib)
     assert len(y) == len(rows.test_y) == len(afib.y["val"]) + len(afib.y["test"])
+
+
+def test_parallel_fits_equal_serial_ones_and_keep_the_out_of_fold_threshold(afib):
+    family = utility.feature_family()
+    rows = utility.real_rows(family, afib)
+    parallel = utility.fit_variant(family, rows, "oversample@0.25", [0, 1])
+    serial = utility.fit_variant(dataclasses.replace(family, fit_jobs=1), rows, "oversample@0.25", [0, 1])
+    np.testing.assert_array_equal(parallel.test_scores, serial.test_scores)
+    x, y, balanced = utility.variant_rows(family, rows, "oversample@0.25", 0)
+    expected = metrics.choose_threshold(y, utility.oof_scores(family, x, y, 0, balanced=balanced), rule="f1")
+    assert parallel.thresholds.tolist() == serial.thresholds.tolist() == [expected, expected]
+    assert parallel.seconds_per_fit > 0
 
 
 def test_subsampling_is_reproducible_and_never_touches_the_test_folds(afib, demo_dir):
