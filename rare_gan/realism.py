@@ -278,7 +278,33 @@ def load_reference(task, controls: bool = True, seed: int = 0, common_class: str
 
 
 def control_tests(ref: Reference, task, seed: int = 0, common_class: str = "NORM", meta=None) -> dict:
-    """The yardstick on real data: what a C2ST says when nothing is synthetic.
+    """The yardstick on real data: what a C2ST says when nothing is synthetic (:func:`_control_tests`).
+
+    They depend on real data only, so they are cached on disk (``<cache>/controls``) by the task's
+    signals, labels and records, ``seed``, ``common_class`` and the reference's effort: every
+    evaluation of a code after the first reads them (~25–55 s each on a 2-core CPU).
+    """
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from rare_gan import atomic
+    from rare_gan.data import cache_dir
+
+    digest = hashlib.sha256(f"v1|{task.data_root}|{seed}|{common_class}|{sorted(asdict(ref.effort).items())}".encode())
+    for split in sorted(task.x):
+        for array in (task.x[split], task.y[split], task.ecg_ids[split]):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    path = Path(cache_dir()) / "controls" / f"{ref.code}_{digest.hexdigest()[:20]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    out = _control_tests(ref, task, seed, common_class, meta)
+    atomic.write_json(path, out)
+    return out
+
+
+def _control_tests(ref: Reference, task, seed: int = 0, common_class: str = "NORM", meta=None) -> dict:
+    """The controls of :func:`control_tests`, computed.
 
     * ``c2st_real_control`` — the code's training positives vs its unseen positives;
     * ``c2st_common_control`` — ``common_class`` records of the training folds vs unseen ones, at the

@@ -124,6 +124,23 @@ def test_controls_on_genuine_ptbxl(ptbxl_dir):
     assert c["jitter_near_copy_fraction"] > 0.9 and 0.3 < c["c2st_real_control"] < 0.8
 
 
+def test_controls_are_cached_by_data_and_seed(demo_dir, monkeypatch):
+    task = evaluate.load_task("demo", "AFIB")
+    first = realism.load_reference(task, seed=0, effort=realism.EFFORT["test"]).controls
+    assert {"c2st_real_control", "c2st_jitter_control", "jitter_near_copy_fraction"} <= set(first)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the controls were computed again")
+
+    monkeypatch.setattr(realism, "_control_tests", must_not_run)
+    assert realism.load_reference(task, seed=0, effort=realism.EFFORT["test"]).controls == first
+    with pytest.raises(AssertionError, match="computed again"):
+        realism.load_reference(task, seed=1, effort=realism.EFFORT["test"])  # another seed: other controls
+    task.y["train"] = 1 - task.y["train"]  # other labels: other controls
+    with pytest.raises(AssertionError, match="computed again"):
+        realism.load_reference(task, seed=0, effort=realism.EFFORT["test"])
+
+
 def test_cnn_c2st_reuses_one_compiled_cnn_and_each_call_starts_afresh(monkeypatch):
     """The compiled CNN is shared by every fold and call, yet a call's AUROC is the one a freshly built
     CNN gives: weights, dropout state and optimizer state are reset from the fold's seed."""
