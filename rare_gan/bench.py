@@ -9,6 +9,9 @@ two reference generators: neurokit2's ``ecg_simulate(method="multileads")`` and,
 (``pip install torch==2.13.0 deepfake-ecg==1.1.2``), DeepFake-ECG (8 leads at 500 Hz; the other 4
 leads derived and everything resampled to 100 Hz, so all produce the same (1000, 12) ECG).
 Timings are medians of repeated windows; ratios are taken within this one run.
+
+``python -m rare_gan.bench --evaluation CODE --data DIR`` instead times notebook 05 for one code in the
+full profile (:func:`evaluation_seconds`).
 """
 
 from __future__ import annotations
@@ -265,18 +268,78 @@ def run(quick: bool = False, recipes_to_time=("beat", "research"), strategy: str
     return result
 
 
+def evaluation_seconds(data_dir: str | None, code: str, n_runs: int = 4, n_generated: int = 1000,
+                       profile: str = "full", cnn_root: str | Path = "outputs/classifiers", seed: int = 0,
+                       trunk_epochs: int | None = None) -> dict:
+    """Wall seconds of notebook 05's sections for one code with ``profile``'s settings (:mod:`rare_gan.pipeline`)
+    on ``n_runs`` stand-in runs: ``n_generated`` jittered real training ECGs each, 60 % of them accepted
+    by vetting. The evaluation's cost does not depend on how the ECGs were made, so no GAN is trained.
+    The CNN trunk and the real features are made first when not cached (``setup_s``, not in ``total_s``);
+    ``trunk_epochs`` (default: the profile's) only changes that pretraining, not what the section costs."""
+    import pandas as pd
+
+    from rare_gan import evaluate, report, utility
+    from rare_gan.pipeline import PROFILES
+    from rare_gan.recipes import get_recipe
+
+    settings = PROFILES[profile]
+    start = time.perf_counter()
+    task = evaluate.load_task(data_dir, code)
+    epochs = trunk_epochs or utility.CNN_EPOCHS[profile]
+    utility.pretrained_cnn(task, seed, cache_root=cnn_root, epochs=epochs)
+    train_mv = task.scaler.inverse(task.x["train"])
+    rng = np.random.default_rng(seed)
+    runs = {}
+    for i in range(n_runs):
+        picks = rng.choice(len(train_mv), n_generated, replace=n_generated > len(train_mv))
+        stand_in = evaluate.jitter(train_mv[picks], rng, noise=0.01, clip=False)
+        name = f"stand-in {i} {('Initial', 'Modified')[i % 2]}"
+        runs[name] = report.RunArtifacts(name, Path("."), Path("."), get_recipe("research").config(code, data_dir=data_dir),
+                                         pd.DataFrame(), stand_in, pd.DataFrame({"accepted": rng.random(n_generated) < 0.6}))
+    times = {"setup_s": time.perf_counter() - start}
+    start = time.perf_counter()
+    realism = report.realism_section(task, runs, seed=seed, profile=profile)
+    times["realism_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    result = report.utility_section(task, runs, seeds=settings["eval_seeds"], ratios=settings["ratios"],
+                                    n_boot=settings["n_bootstrap"], cnn_root=cnn_root, seed=seed, profile=profile,
+                                    cnn_epochs=epochs)
+    times["utility_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    report.plot_rhythm(realism, runs)
+    report.plot_examples(task, runs, seed=seed)
+    for family in result.families:
+        report.plot_augmentation_curve(result, family)
+    times["plots_s"] = time.perf_counter() - start
+    times["total_s"] = times["realism_s"] + times["utility_s"] + times["plots_s"]
+    return {"code": code, "profile": profile, "n_runs": n_runs, "n_generated": n_generated,
+            "ratios": settings["ratios"], "classifier_seeds": settings["eval_seeds"], "trunk_epochs": epochs,
+            "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(), **times}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rare_gan.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter timing windows (a few minutes in all)")
-    parser.add_argument("--out", default="outputs/bench.json", help="where to write the JSON (default outputs/bench.json)")
+    parser.add_argument("--out", default=None, help="where to write the JSON (default outputs/bench.json; with "
+                                                     "--evaluation outputs/bench_evaluation.json)")
     parser.add_argument("--gpu", action="store_true",
                         help="check and benchmark the CUDA path: GPU found, mirrored training over every GPU "
                              "(batch 256), samples/s, generation rate; exit 3 when no GPU is visible")
     parser.add_argument("--ablations", action="store_true",
                         help="also time the default recipe's step without each of its parts (R1, DiffAugment, ...)")
     parser.add_argument("--allow-cpu", action="store_true", help="with --gpu: run the same checks on CPU devices")
+    parser.add_argument("--evaluation", metavar="CODE",
+                        help="instead: time notebook 05 for CODE in the full profile on 4 stand-in runs "
+                             "(evaluation_seconds; with --data)")
+    parser.add_argument("--data", default=None, help="with --evaluation: PTB-XL folder (default: the DEMO data)")
+    parser.add_argument("--trunk-epochs", type=int, default=None,
+                        help="with --evaluation: pretrain the CNN trunk for this many epochs if it is not cached "
+                             "(default: the full profile's; the section's cost does not depend on it)")
     args = parser.parse_args(argv)
-    if args.gpu:
+    if args.evaluation:
+        result = evaluation_seconds(args.data, args.evaluation, trunk_epochs=args.trunk_epochs)
+    elif args.gpu:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
@@ -292,9 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run(args.quick, ablations=args.ablations)
     from rare_gan import atomic
 
-    atomic.write_json(args.out, result)
+    out = args.out or ("outputs/bench_evaluation.json" if args.evaluation else "outputs/bench.json")
+    atomic.write_json(out, result)
     print(json.dumps(result, indent=2))
-    print(f"written to {args.out}", file=sys.stderr)
+    print(f"written to {out}", file=sys.stderr)
     return 0
 
 

@@ -187,9 +187,10 @@ class Utility:
 
 
 def utility_section(task: evaluate.Task, runs: dict[str, RunArtifacts], seeds, ratios, n_boot: int,
-                    cnn_root: str | Path, seed: int = 0, profile: str = "full") -> Utility:
-    """Real only, class weighting, oversampling and every run's vetted candidates, for both families."""
-    trunk = utility.pretrained_cnn(task, seed, cache_root=cnn_root, epochs=utility.CNN_EPOCHS[profile])
+                    cnn_root: str | Path, seed: int = 0, profile: str = "full", cnn_epochs: int | None = None) -> Utility:
+    """Real only, class weighting, oversampling and every run's vetted candidates, for both families
+    (the CNN trunk pretrained for ``cnn_epochs``, default the profile's)."""
+    trunk = utility.pretrained_cnn(task, seed, cache_root=cnn_root, epochs=cnn_epochs or utility.CNN_EPOCHS[profile])
     families = [utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv)]
     fits, rows_by_family = [], {}
     n_synthetic = {name: len(run.candidates_mv) for name, run in runs.items()}
@@ -220,9 +221,9 @@ def plot_augmentation_curve(result: Utility, family: str, metric: str = "auroc",
         rows = t[t["variant"].str.startswith(prefix)]
         if rows.empty:
             continue
-        x = rows["variant"].str.split("@").str[1].astype(float) + 0.004 * offset
-        ax.errorbar(x, rows["mean"], yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]],
-                    marker="o", capsize=3, label=label)
+        x = rows["variant"].str.split("@").str[1].astype(float).to_numpy() + 0.004 * offset
+        mean, low, high = (rows[c].to_numpy(float) for c in ("mean", "ci_low", "ci_high"))
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker="o", capsize=3, label=label)
     base = t[t["variant"] == "real"].iloc[0]
     ax.axhline(base["mean"], color="black", lw=1, label="real only")
     ax.axhspan(base["ci_low"], base["ci_high"], color="grey", alpha=0.2, label="real only 95% CI")

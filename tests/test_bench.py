@@ -6,6 +6,8 @@ import subprocess
 import sys
 import types
 
+import pytest
+
 from rare_gan import bench, models
 from tests.conftest import REPO
 
@@ -105,3 +107,11 @@ def test_matmul_rate_is_measured_before_and_after_the_timings(monkeypatch):
     assert "fp32 300 / 200, bf16 900 / 880)" in text and "changed by more than 15%" in text
     result["matmul_rate_stable"] = True
     assert "changed by more than 15%" not in study.performance_markdown(result)
+
+
+def test_evaluation_timing_runs_notebook_05s_sections_on_stand_in_runs(demo_dir, tmp_path):
+    out = bench.evaluation_seconds("demo", "AFIB", n_runs=2, n_generated=24, profile="test", cnn_root=tmp_path)
+    assert out["code"] == "AFIB" and out["n_runs"] == 2 and out["ratios"] == [0.25]
+    assert min(out["realism_s"], out["utility_s"], out["plots_s"]) > 0
+    assert out["total_s"] == pytest.approx(out["realism_s"] + out["utility_s"] + out["plots_s"])
+    assert any(p.name.startswith("cnn_trunk") for p in tmp_path.iterdir())
