@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from rare_gan import bench, models
@@ -109,9 +110,28 @@ def test_matmul_rate_is_measured_before_and_after_the_timings(monkeypatch):
     assert "changed by more than 15%" not in study.performance_markdown(result)
 
 
-def test_evaluation_timing_runs_notebook_05s_sections_on_stand_in_runs(demo_dir, tmp_path):
-    out = bench.evaluation_seconds("demo", "AFIB", n_runs=2, n_generated=24, profile="test", cnn_root=tmp_path)
-    assert out["code"] == "AFIB" and out["n_runs"] == 2 and out["ratios"] == [0.25]
-    assert min(out["realism_s"], out["utility_s"], out["plots_s"]) > 0
+def test_evaluation_timing_runs_notebook_05s_sections_on_stand_in_runs(demo_dir, tmp_path, monkeypatch):
+    """The sections themselves run in nbval (05_evaluate); here: what they are given and what is timed."""
+    from rare_gan import pipeline, report, utility
+
+    calls = {}
+    monkeypatch.setattr(utility, "pretrained_cnn", lambda task, seed, cache_root, epochs: calls.setdefault("epochs", epochs))
+    monkeypatch.setattr(report, "realism_section", lambda task, runs, seed, profile: calls.setdefault("runs", runs))
+
+    def utility_section(task, runs, **settings):
+        calls["utility"] = settings
+        return types.SimpleNamespace(families=["features", "cnn"])
+
+    monkeypatch.setattr(report, "utility_section", utility_section)
+    for plot in ("plot_rhythm", "plot_examples", "plot_augmentation_curve"):
+        monkeypatch.setattr(report, plot, lambda *args, **kwargs: None)
+    out = bench.evaluation_seconds("demo", "AFIB", n_runs=3, n_generated=24, cnn_root=tmp_path, trunk_epochs=2)
+    full = pipeline.PROFILES["full"]
+    assert calls["epochs"] == 2 and calls["utility"]["cnn_epochs"] == 2 and calls["utility"]["ratios"] == [0.25]
+    assert calls["utility"]["seeds"] == full["eval_seeds"] and calls["utility"]["n_boot"] == full["n_bootstrap"]
+    runs = calls["runs"]
+    assert list(runs) == ["stand-in 0 Initial", "stand-in 1 Modified", "stand-in 2 Initial"]
+    assert all(r.generated_mv.shape == (24, 1000, 12) and 0 < len(r.candidates_mv) < 24 for r in runs.values())
+    assert not np.array_equal(runs["stand-in 0 Initial"].generated_mv, runs["stand-in 1 Modified"].generated_mv)
+    assert out["code"] == "AFIB" and out["n_runs"] == 3 and out["ratios"] == [0.25] and out["trunk_epochs"] == 2
     assert out["total_s"] == pytest.approx(out["realism_s"] + out["utility_s"] + out["plots_s"])
-    assert any(p.name.startswith("cnn_trunk") for p in tmp_path.iterdir())
