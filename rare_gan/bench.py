@@ -314,8 +314,7 @@ def evaluation_seconds(data_dir: str | None, code: str, n_runs: int = 4, n_gener
     times["total_s"] = times["realism_s"] + times["utility_s"] + times["plots_s"]
     return {"code": code, "profile": profile, "n_runs": n_runs, "n_generated": n_generated,
             "ratios": settings["ratios"], "classifier_seeds": settings["eval_seeds"], "trunk_epochs": epochs,
-            "cpu_model": cpu_model(),
-            "cpu_count": os.cpu_count(), **times}
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), **times}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
