@@ -340,8 +340,10 @@ def _template_match_mean(cleaned: np.ndarray, peaks: np.ndarray, fs: float) -> f
     if n < 4 * fs:
         raise ValueError("the data length is too small to be segmented")
     half = 0.5 * (60.0 / np.mean(_nk().signal_rate(peaks, sampling_rate=fs, desired_length=n)))
+    # neurokit2's epochs_create, float operation for float operation: a NaN buffer of int(duration · fs)
+    # samples each side, each beat from int(onset + buffer + start · fs) to int(onset + buffer + end · fs)
     buffer = int(((half - -half) * fs))
-    first = (peaks + buffer + (-half * fs)).astype(np.int64)  # neurokit2's epochs_create, float for float
+    first = (peaks + buffer + (-half * fs)).astype(np.int64)
     last = (peaks + buffer + (half * fs)).astype(np.int64)
     if np.any(last - first != last[0] - first[0]):
         q = np.asarray(_nk().ecg_quality(cleaned, rpeaks=peaks, sampling_rate=fs, method="templatematch"), np.float64)

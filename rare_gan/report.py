@@ -141,9 +141,9 @@ def plot_examples(task: evaluate.Task, runs: dict[str, RunArtifacts], folder: Pa
 def plot_rhythm(realism_result: Realism, runs: dict[str, RunArtifacts], path=None):
     """Heart-rate and RR-SD distributions: real ECGs of the code vs each run's."""
     frames = {"real": realism_result.reference.physiology}
-    frames |= {name: realism_result.physiology.get(name) for name in runs}
-    frames |= {name: physio.ecg_features(run.generated_mv[:300], delineate=False)
-               for name, run in runs.items() if frames[name] is None}
+    for name, run in runs.items():  # measured by the realism section; runs it did not see are measured here
+        known = realism_result.physiology.get(name)
+        frames[name] = physio.ecg_features(run.generated_mv[:300], delineate=False) if known is None else known
     return plots.plot_distributions(frames, ["rr_sd_ms", "heart_rate_bpm"], path=path,
                                     title="Rhythm: real ECGs of the code vs SYNTHETIC")
 

@@ -137,9 +137,15 @@ def oof_scores(family: Family, x: np.ndarray, y: np.ndarray, seed: int = 0, fold
                balanced: bool = False) -> np.ndarray:
     """Out-of-fold scores of ``family``'s classifier over stratified ``folds``-fold CV of ``(x, y)``:
     what thresholds are chosen on, so that nothing is chosen on the test folds."""
-    scores = np.empty(len(y))
-    for train, test in _oof_splits(y, seed, folds):
-        scores[test] = scores_of(family.fit(x[train], y[train], seed, balanced), x[test])
+    splits = _oof_splits(y, seed, folds)
+    return _oof_assembled(_fit_all(family, [(x[train], y[train], seed, balanced) for train, _ in splits]), splits, x)
+
+
+def _oof_assembled(fitted: list, splits: list, x: np.ndarray) -> np.ndarray:
+    """Each fold's test rows scored by the model fitted on its training rows (``fitted`` from :func:`_fit_all`)."""
+    scores = np.empty(len(x))
+    for (model, _), (_, test) in zip(fitted, splits):
+        scores[test] = scores_of(model, x[test])
     return scores
 
 
@@ -410,22 +416,20 @@ def fit_variant(family: Family, rows: Rows, variant: str, seeds: Sequence[int], 
     x, y, balanced = sets[0]
     folds = _oof_splits(y, seeds[0]) if thresholds and min(np.sum(y == 1), np.sum(y == 0)) >= 2 else []
     jobs = [(xs, ys, seed, bs) for (xs, ys, bs), seed in zip(sets, seeds)]
-    jobs += [(x[train], y[train], seeds[0], balanced) for train, _ in folds]
-    if family.fit_jobs != 1 and len(jobs) > 1:
-        from joblib import Parallel, delayed
-
-        done = Parallel(n_jobs=family.fit_jobs)(delayed(_timed_fit)(family.fit, *job) for job in jobs)
-    else:
-        done = [_timed_fit(family.fit, *job) for job in jobs]
-    cut = 0.5
-    if folds:
-        oof = np.empty(len(y))
-        for (model, _), (_, test) in zip(done[len(seeds):], folds):
-            oof[test] = scores_of(model, x[test])
-        cut = metrics.choose_threshold(y, oof, rule="f1")
+    done = _fit_all(family, jobs + [(x[train], y[train], seeds[0], balanced) for train, _ in folds])
+    cut = metrics.choose_threshold(y, _oof_assembled(done[len(seeds):], folds, x), rule="f1") if folds else 0.5
     scores = np.stack([scores_of(model, rows.test) for model, _ in done[:len(seeds)]])
     return Fit(family.name, label or variant, scores, np.full(len(seeds), cut),
                float(np.mean([seconds for _, seconds in done[:len(seeds)]])))
+
+
+def _fit_all(family: Family, jobs: list) -> list:
+    """``family.fit(x, y, seed, balanced)`` of every job as (model, seconds), on ``family.fit_jobs`` processes."""
+    if family.fit_jobs != 1 and len(jobs) > 1:
+        from joblib import Parallel, delayed
+
+        return Parallel(n_jobs=family.fit_jobs)(delayed(_timed_fit)(family.fit, *job) for job in jobs)
+    return [_timed_fit(family.fit, *job) for job in jobs]
 
 
 def _timed_fit(fit, x, y, seed, balanced):
