@@ -59,8 +59,12 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(checkpoint: Path, gan) -> int:
     """Restore weights and optimiser states into ``gan``; return the checkpoint's epoch (1-based, completed)."""
-    gan.generator.load_weights(checkpoint / "generator.weights.h5")
-    gan.discriminator.load_weights(checkpoint / "discriminator.weights.h5")
+    try:
+        gan.generator.load_weights(checkpoint / "generator.weights.h5")
+        gan.discriminator.load_weights(checkpoint / "discriminator.weights.h5")
+    except ValueError as exc:
+        raise ValueError(f"{checkpoint}: its weights do not fit this model's layers (written by another version of "
+                         "rare_gan?); resume it with that version, or train again in a new run folder") from exc
     with np.load(checkpoint / "g_optimizer.npz") as state:
         _restore_optimizer(gan.g_optimizer, state)
     with np.load(checkpoint / "d_optimizer.npz") as state:

@@ -37,7 +37,7 @@ import tensorflow as tf
 from keras import layers
 
 from rare_gan.leads import INDEPENDENT_LEADS, N_LEADS, N_SAMPLES, SAMPLING_RATE_HZ
-from rare_gan.models import LeadConsistent12, ResidualInception1D, _PACKAGE, generator_inputs
+from rare_gan.models import LeadConsistent12, ResidualInception1D, UpsampleConv1D, _PACKAGE, generator_inputs
 from rare_gan.recipes import RHYTHMS
 
 N_INDEPENDENT = len(INDEPENDENT_LEADS)
@@ -319,6 +319,10 @@ class ProjectedNoise(layers.Layer):
         noise = keras.ops.matmul(keras.ops.cast(z, "float32"), keras.ops.convert_to_tensor(self.projection))
         return keras.ops.cast(keras.ops.reshape(noise, (-1, self.length, self.sources)), self.compute_dtype)
 
+    def flops(self, z_shape) -> int:
+        """Forward FLOPs per sample (multiply-add = 2) of the fixed projection."""
+        return 2 * z_shape[-1] * self.length * self.sources
+
     def compute_output_shape(self, z_shape):
         return (z_shape[0], self.length, self.sources)
 
@@ -327,10 +331,10 @@ class ProjectedNoise(layers.Layer):
 
 
 def _up_stack(x, channels: Sequence[int], kernel_size: int, name: str, blocks: int = 1):
-    """Per entry: nearest-neighbour ×2 → Conv1D → BN → LeakyReLU → ``blocks`` residual inception blocks."""
+    """Per entry: nearest-neighbour ×2 → Conv1D (one :class:`UpsampleConv1D`) → BN → LeakyReLU →
+    ``blocks`` residual inception blocks."""
     for i, c in enumerate(channels):
-        x = layers.UpSampling1D(2, name=f"{name}_up{i + 1}")(x)
-        x = layers.Conv1D(c, kernel_size, padding="same", use_bias=False, name=f"{name}_conv{i + 1}")(x)
+        x = UpsampleConv1D(c, kernel_size, 2, use_bias=False, name=f"{name}_conv{i + 1}")(x)
         x = layers.BatchNormalization(name=f"{name}_bn{i + 1}")(x)
         x = layers.LeakyReLU(0.2, name=f"{name}_act{i + 1}")(x)
         for j in range(blocks):
@@ -450,8 +454,7 @@ def build_beat_generator(
     r = layers.Reshape((residual_rate // 10, residual_channels), name="residual_reshape")(r)
     r = layers.LeakyReLU(0.2, name="residual_project_act")(r)
     r = _up_stack(r, [residual_channels], 5, "residual", blocks=0)  # ×2
-    r = layers.UpSampling1D(5, name="residual_up_rate")(r)  # to residual_rate
-    r = layers.Conv1D(residual_channels, 5, padding="same", activation="leaky_relu", name="residual_conv")(r)
+    r = UpsampleConv1D(residual_channels, 5, 5, activation="leaky_relu", name="residual_conv")(r)  # to residual_rate
     r = layers.Conv1D(channels, 5, padding="same", name="residual_out")(r)
     r = SmoothUpsample(N_SAMPLES // residual_rate, name="residual_smooth")(r)
     r = EnergyPenalty(residual_l2, highpass_window=51, name="residual_penalty")(Gain(residual_gain,

@@ -15,6 +15,7 @@ from rare_gan.models import (  # noqa: E402
     InceptionBlock1D,
     LeadConsistent12,
     ResidualInception1D,
+    UpsampleConv1D,
     build_classifier,
     build_discriminator,
     build_generator,
@@ -79,6 +80,7 @@ def test_lead_consistent12_is_the_constant_map():
         (InceptionBlock1D(64, activation="relu", name="inc"), (2, 20, 8)),
         (ResidualInception1D(64, name="res"), (2, 20, 8)),
         (LeadConsistent12(name="l12"), (2, 20, 8)),
+        (UpsampleConv1D(6, 5, 2, activation="relu", name="upconv"), (2, 20, 8)),
     ],
 )
 def test_get_config_round_trip(layer, shape):
@@ -134,10 +136,32 @@ def test_generator_upsampling_has_no_checkerboard():
     assert ripple(4) == 0.0 and ripple(5) > 0.5
 
 
+@pytest.mark.parametrize("kernel_size, factor, use_bias, activation, taps",
+                         [(5, 2, False, None, 3), (5, 5, True, "leaky_relu", 3), (4, 2, True, None, 3),
+                          (7, 3, False, "tanh", 3), (7, 2, False, None, 5), (1, 4, True, None, 1)])
+def test_upsample_conv_is_upsampling_then_conv(kernel_size, factor, use_bias, activation, taps):
+    """Same weights, same function as UpSampling1D + Conv1D(padding="same"), edges included, with
+    ``taps`` input samples per output instead of ``kernel_size``."""
+    x = RNG.standard_normal((3, 13, 6)).astype("float32")
+    conv = keras.layers.Conv1D(4, kernel_size, padding="same", use_bias=use_bias, activation=activation,
+                               bias_initializer="random_normal")
+    expected = np.asarray(conv(keras.layers.UpSampling1D(factor)(x)))
+    layer = UpsampleConv1D(4, kernel_size, factor, use_bias=use_bias, activation=activation)
+    layer.build(x.shape)
+    layer.set_weights(conv.get_weights())
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=2e-6)
+    assert layer.taps == taps
+    assert layer.flops((None, 13, 6)) == 2 * 13 * taps * 6 * factor * 4
+
+
 def test_generator_nearest_upsampling_option():
     g = build_generator(upsample="nearest")
     assert not any(isinstance(layer, keras.layers.Conv1DTranspose) for layer in g.layers)
-    assert sum(isinstance(layer, keras.layers.UpSampling1D) for layer in g.layers) == 3
+    assert sum(isinstance(layer, UpsampleConv1D) for layer in g.layers) == 3
+    # 3 taps × 2 phases per stage: 6/5 of the transposed convs' FLOPs
+    transposed = [layer for layer in build_generator().layers if isinstance(layer, keras.layers.Conv1DTranspose)]
+    extra = sum(2 * layer.input.shape[1] * 5 * layer.input.shape[-1] * layer.filters for layer in transposed) / 5
+    assert flops_per_sample(g) == pytest.approx(flops_per_sample(build_generator()) + extra)
     ecg = np.asarray(g(_z(2), training=False))
     assert ecg.shape == (2, 1000, 12)
     assert np.abs(ecg[..., 2] - (ecg[..., 1] - ecg[..., 0])).max() < 1e-6
@@ -249,3 +273,4 @@ def test_flops_per_sample_hand_count():
 def test_default_models_fit_the_cpu_budget():
     assert flops_per_sample(build_generator()) <= 80e6
     assert flops_per_sample(build_discriminator()) <= 80e6
+

@@ -182,3 +182,25 @@ def test_disk_full_during_checkpoint_keeps_the_last_good_one(tmp_path, monkeypat
     monkeypatch.setattr(np, "savez", real_savez)
     history = train.train(config, tmp_path / "run")  # space is back: resumes from epoch 2
     assert history["epoch"].tolist() == [1, 2, 3] and atomic.is_complete(tmp_path / "run")
+
+
+def test_a_checkpoint_of_other_layers_is_refused_with_a_clear_error(tmp_path):
+    """A checkpoint written by another layout of the networks (another rare_gan version) is not half-loaded."""
+    from types import SimpleNamespace
+
+    import keras
+
+    from rare_gan import checkpoints
+    from rare_gan.models import UpsampleConv1D
+
+    def gan(up):
+        x = keras.Input((10, 2))
+        net = keras.Model(x, up(x))
+        return SimpleNamespace(generator=net, discriminator=net, g_optimizer=keras.optimizers.Adam(),
+                               d_optimizer=keras.optimizers.Adam())
+
+    old = gan(lambda x: keras.layers.Conv1D(3, 5, padding="same")(keras.layers.UpSampling1D(2)(x)))
+    saved = checkpoints.save_checkpoint(tmp_path, old, epoch=1, keep=2)
+    with pytest.raises(ValueError, match="another version of rare_gan"):
+        checkpoints.load_checkpoint(saved, gan(lambda x: UpsampleConv1D(3, 5, 2)(x)))
+    assert checkpoints.load_checkpoint(saved, old) == 1
