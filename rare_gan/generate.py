@@ -94,12 +94,13 @@ def load_run(run_dir: str | Path, precision: str = "float32") -> GeneratorRun:
 
 def _in_precision(generator, config: TrainConfig, precision: str):
     """The same generator (architecture and weights) computing in ``precision``."""
+    from rare_gan import models
     from rare_gan.gan import build_models
 
     n_labels = generator.inputs[1].shape[-1] if len(generator.inputs) > 1 else 0
     rebuilt, _ = build_models(dataclasses.replace(config, precision=precision), n_labels=n_labels, discriminator=False)
     try:
-        rebuilt.set_weights(generator.get_weights())
+        models.copy_weights(generator, rebuilt)
     except ValueError as exc:
         raise ValueError(f"this run's generator does not match the {config.recipe!r} recipe's current layers, so it "
                          f"cannot be rebuilt in {precision}; load it with precision='float32'") from exc

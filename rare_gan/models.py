@@ -397,6 +397,20 @@ def _layer_flops(layer: layers.Layer, input_shape: Sequence[int | None]) -> int:
     return 0
 
 
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Set every layer of ``target`` that has weights from ``source``'s layer of the same name (so a model
+    saved before a weightless layer was merged into its neighbour still fits: ``UpSampling1D`` +
+    ``Conv1D`` then, :class:`UpsampleConv1D` now). ValueError naming the first layer that is missing
+    or of another shape."""
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        try:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+        except ValueError as exc:
+            raise ValueError(f"layer {layer.name!r}: {exc}") from exc
+
+
 def flops_per_sample(model: keras.Model) -> int:
     """Analytic forward FLOPs per sample of a built functional model (multiply-add = 2 FLOPs).
 
@@ -427,4 +441,5 @@ __all__ = [
     "build_discriminator",
     "build_classifier",
     "flops_per_sample",
+    "copy_weights",
 ]

@@ -406,20 +406,15 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
 
 def init_weights(generator, discriminator, run_dir: Path) -> None:
     """Start fine-tuning from the generator and discriminator of the finished run in ``run_dir``, layer by layer."""
-    from rare_gan import ecgnets, models  # noqa: F401  (register the custom layers for deserialisation)
+    from rare_gan import ecgnets, models  # noqa: F401  (ecgnets registers its custom layers for deserialisation)
 
     for model, name in ((generator, "generator"), (discriminator, "discriminator")):
         source = keras.saving.load_model(run_dir / f"{name}.keras", compile=False)
-        for layer in model.layers:
-            if not layer.weights:
-                continue
-            try:
-                weights = source.get_layer(layer.name).get_weights()
-                layer.set_weights(weights)
-            except ValueError as exc:
-                raise ValueError(f"init_from {run_dir}: its {name} does not match this one at layer {layer.name!r} "
-                                 "(different recipe, label codes or settings); fine-tune a run made with the same "
-                                 "architecture") from exc
+        try:
+            models.copy_weights(source, model)
+        except ValueError as exc:
+            raise ValueError(f"init_from {run_dir}: its {name} does not match this one at {exc} (different recipe, "
+                             "label codes or settings); fine-tune a run made with the same architecture") from exc
     log.info("initialised generator and discriminator from %s", run_dir)
 
 

@@ -19,6 +19,7 @@ from rare_gan.models import (  # noqa: E402
     build_classifier,
     build_discriminator,
     build_generator,
+    copy_weights,
     flops_per_sample,
 )
 
@@ -152,6 +153,31 @@ def test_upsample_conv_is_upsampling_then_conv(kernel_size, factor, use_bias, ac
     np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=2e-6)
     assert layer.taps == taps
     assert layer.flops((None, 13, 6)) == 2 * 13 * taps * 6 * factor * 4
+
+
+def test_copy_weights_by_name_carries_a_model_saved_before_the_merged_layer(tmp_path):
+    """A model saved with UpSampling1D + Conv1D (as before UpsampleConv1D) fills today's layout by layer name."""
+
+    def model(merged):
+        z = keras.Input((8,))
+        x = keras.layers.Reshape((4, 4))(keras.layers.Dense(16, name="project")(z))
+        x = keras.layers.LeakyReLU(0.2)(x)
+        if merged:
+            x = UpsampleConv1D(3, 5, 2, name="conv")(x)
+        else:
+            x = keras.layers.Conv1D(3, 5, padding="same", name="conv")(keras.layers.UpSampling1D(2, name="up")(x))
+        return keras.Model(z, keras.layers.Dense(2, name="head")(x))
+
+    old = model(merged=False)
+    old.save(tmp_path / "old.keras")
+    old = keras.saving.load_model(tmp_path / "old.keras")
+    new = model(merged=True)
+    copy_weights(old, new)
+    z = RNG.standard_normal((5, 8)).astype("float32")
+    np.testing.assert_allclose(np.asarray(new(z)), np.asarray(old(z)), atol=1e-6)
+    other = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, name="project")])
+    with pytest.raises(ValueError, match="layer 'project'"):
+        copy_weights(old, other)
 
 
 def test_generator_nearest_upsampling_option():
