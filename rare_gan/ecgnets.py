@@ -29,6 +29,7 @@ by 4 (the whole 10 s rhythm at 25 Hz), each an inception/residual trunk with its
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import keras
@@ -92,30 +93,45 @@ class BeatRenderer(layers.Layer):
     def call(self, rhythm, weights, templates, training=None):
         if training and self.compute_dtype != "float32":
             return tf.cast(self.overlap_add(rhythm, weights, templates), self.compute_dtype)
-        if getattr(self, "_compiled", None) is None:
-            self._compiled = tf.function(self.overlap_add, jit_compile=True, reduce_retracing=True)
-        return tf.cast(self._compiled(rhythm, weights, templates), self.compute_dtype)
+        name = "_compiled_training" if training else "_compiled_inference"
+        if getattr(self, name, None) is None:
+            setattr(self, name, tf.function(functools.partial(self.overlap_add, mix_first=not training),
+                                            jit_compile=True, reduce_retracing=True))
+        return tf.cast(getattr(self, name)(rhythm, weights, templates), self.compute_dtype)
 
-    def overlap_add(self, rhythm, weights, templates):
-        """The rendered beats (batch, T, leads) in float32 (what :meth:`call` computes, uncompiled)."""
+    def overlap_add(self, rhythm, weights, templates, mix_first: bool = False):
+        """The rendered beats (batch, T, leads) in float32 (what :meth:`call` computes, uncompiled).
+
+        ``mix_first`` (inference): the fractional shift is applied to the templates before they are mixed
+        into beats, one einsum instead of an interpolation of every placed beat. The same function up to
+        rounding; on the AMD AVX2 machine it made fp32 generation about 1.1× faster (bf16 within noise) and
+        the training step (its gradient) about 12% slower (paired timings), so training keeps the
+        interpolation."""
         templates = tf.cast(templates, tf.float32)
         weights = tf.cast(weights, tf.float32)
         beat_length, n_leads = templates.shape[2], templates.shape[3]
         margin = beat_length + 1  # a beat may start up to one template length before the record
         extended = self.length + 2 * margin
-        # each beat's shape: its weighted mix of the templates (batch, beats, beat_length, leads)
-        shapes = tf.einsum("bkm,bmjl->bkjl", weights, templates)
-        # template sample j of beat k belongs at time t_k - r_offset + j; split the fractional part by
-        # linear interpolation: S'[j] = (1 - f) S[j] + f S[j - 1] on beat_length + 1 samples
+        # template sample j of beat k belongs at time t_k - r_offset + j; split the fractional part f by
+        # linear interpolation, S'[j] = (1 - f) S[j] + f S[j - 1] on beat_length + 1 samples, S being the
+        # beat's weighted mix of the templates (beats outside the record get 0)
         start = self.r_times(rhythm) - float(self.r_offset) + float(margin)
         base = tf.floor(start)
-        frac = (start - base)[..., None, None]
-        padded = tf.pad(shapes, [[0, 0], [0, 0], [0, 1], [0, 0]])
-        previous = tf.pad(shapes, [[0, 0], [0, 0], [1, 0], [0, 0]])
-        shifted = (1.0 - frac) * padded + frac * previous  # (batch, beats, beat_length + 1, leads)
+        frac = (start - base)[..., None]  # (batch, beats, 1)
         index = tf.cast(base, tf.int32)
         inside = (index >= 0) & (index + beat_length + 1 <= extended)
-        shifted *= tf.cast(inside, tf.float32)[..., None, None]
+        keep = tf.cast(inside, tf.float32)[..., None]
+
+        def now_and_delayed(x):  # x[..., j, :] and x[..., j - 1, :] on beat_length + 1 samples
+            return tf.pad(x, [[0, 0], [0, 0], [0, 1], [0, 0]]), tf.pad(x, [[0, 0], [0, 0], [1, 0], [0, 0]])
+
+        if mix_first:
+            coefficients = tf.concat([(1.0 - frac) * weights, frac * weights], axis=-1) * keep
+            shifted = tf.einsum("bkn,bnjl->bkjl", coefficients, tf.concat(now_and_delayed(templates), axis=1))
+        else:
+            now, delayed = now_and_delayed(tf.einsum("bkm,bmjl->bkjl", weights, templates))
+            frac = frac[..., None]
+            shifted = ((1.0 - frac) * now + frac * delayed) * keep[..., None]  # (batch, beats, beat_length + 1, leads)
         index = tf.where(inside, index, 0)
         batch = tf.shape(weights)[0]
         slot = (tf.range(batch)[:, None, None] * extended + index[..., None]

@@ -95,6 +95,30 @@ def test_compiled_renderer_equals_the_plain_overlap_add():
     np.testing.assert_allclose(np.asarray(renderer(rhythm, weights, templates)), plain, atol=5e-4 * np.abs(plain).max())
 
 
+@pytest.mark.parametrize("mix_first", [False, True])
+def test_overlap_add_equals_a_beat_by_beat_sum(mix_first):
+    """Every beat's template mix, shifted by its fractional R time, added where it falls (numpy loop)."""
+    rng = np.random.default_rng(1)
+    renderer = ecgnets.BeatRenderer(length=300, r_offset=10)
+    rhythm = rng.normal(size=(3, 2 + 12)).astype(np.float32) * 2
+    rhythm[:, 0] = 2.5  # fast: neighbouring beats overlap, the last ones fall after the record
+    weights = rng.uniform(size=(3, 12, 2)).astype(np.float32)
+    templates = rng.normal(size=(3, 2, 40, 5)).astype(np.float32)
+    times = renderer.r_times(rhythm).numpy().astype(np.float64)
+    expected = np.zeros((3, 300 + 2 * 41, 5))
+    for b in range(3):
+        for k in range(12):
+            start = times[b, k] - 10 + 41
+            lo, f = int(np.floor(start)), start - np.floor(start)
+            shape = np.einsum("m,mjl->jl", weights[b, k], templates[b]).astype(np.float64)
+            if 0 <= lo and lo + 41 <= expected.shape[1]:
+                expected[b, lo:lo + 40] += (1 - f) * shape
+                expected[b, lo + 1:lo + 41] += f * shape
+    expected = expected[:, 41:341]
+    assert (times[:, -1] > 300).all() and np.abs(expected).max() > 1
+    np.testing.assert_allclose(renderer.overlap_add(rhythm, weights, templates, mix_first).numpy(), expected, atol=1e-4)
+
+
 def test_beat_generator_is_lead_consistent_conditional_and_saves(tmp_path):
     generator = ecgnets.build_beat_generator(n_labels=5)
     discriminator = ecgnets.build_multiscale_discriminator(n_labels=5, scales=(1, 4))
