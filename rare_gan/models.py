@@ -63,6 +63,10 @@ class InceptionBlock1D(layers.Layer):
         branches = [conv(x) for conv in self.convs] + [self.pool_conv(self.pool(x))]
         return self.activation(ops.concatenate(branches, axis=-1))
 
+    def flops(self, input_shape) -> int:
+        """Forward FLOPs per sample of its convolutions."""
+        return sum(_layer_flops(conv, input_shape) for conv in (*self.convs, self.pool_conv))
+
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
 
@@ -94,6 +98,11 @@ class ResidualInception1D(layers.Layer):
     def call(self, x):
         skip = x if self.shortcut is None else self.shortcut(x)
         return self.inception(x) + skip
+
+    def flops(self, input_shape) -> int:
+        """Forward FLOPs per sample of the inception block and the 1×1 shortcut, if any."""
+        shortcut = 0 if self.shortcut is None else _layer_flops(self.shortcut, input_shape)
+        return self.inception.flops(input_shape) + shortcut
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
@@ -176,6 +185,10 @@ class LeadConsistent12(layers.Layer):
 
     def call(self, x):
         return ops.matmul(x, ops.convert_to_tensor(INDEPENDENT_TO_12, dtype=x.dtype))
+
+    def flops(self, input_shape) -> int:
+        """Forward FLOPs per sample of the (8 → 12) lead matmul."""
+        return 2 * int(np.prod(input_shape[1:])) * N_LEADS
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], N_LEADS)
@@ -376,15 +389,8 @@ def _layer_flops(layer: layers.Layer, input_shape: Sequence[int | None]) -> int:
     """Forward FLOPs of one layer for one sample (multiply-add = 2); 0 for layers not counted."""
     if isinstance(layer, keras.Model):
         return flops_per_sample(layer)
-    if isinstance(layer, InceptionBlock1D):
-        return sum(_layer_flops(conv, input_shape) for conv in (*layer.convs, layer.pool_conv))
-    if isinstance(layer, ResidualInception1D):
-        shortcut = _layer_flops(layer.shortcut, input_shape) if layer.shortcut is not None else 0
-        return _layer_flops(layer.inception, input_shape) + shortcut
-    if hasattr(layer, "flops"):  # custom layers that count their own (UpsampleConv1D, ProjectedNoise, ...)
+    if hasattr(layer, "flops"):  # the custom layers count their own (InceptionBlock1D, UpsampleConv1D, ...)
         return layer.flops(input_shape)
-    if isinstance(layer, LeadConsistent12):
-        return 2 * int(np.prod(input_shape[1:])) * N_LEADS
     if isinstance(layer, layers.Conv1DTranspose):
         (k,) = layer.kernel_size
         return 2 * input_shape[1] * k * input_shape[-1] * layer.filters
@@ -414,10 +420,10 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
 def flops_per_sample(model: keras.Model) -> int:
     """Analytic forward FLOPs per sample of a built functional model (multiply-add = 2 FLOPs).
 
-    Counts Conv1D, Conv1DTranspose, Dense, :class:`LeadConsistent12`, the inner convs of the
-    inception/residual blocks, nested models recursively, and every custom layer with a
-    ``flops(input_shape)`` method (its own count); biases, normalisation, activations and pooling
-    are ignored.
+    Counts Conv1D, Conv1DTranspose, Dense, nested models recursively, and every custom layer with a
+    ``flops(input_shape)`` method (its own count: the inception/residual blocks' convs,
+    :class:`LeadConsistent12`, :class:`UpsampleConv1D`, ...); biases, normalisation, activations and
+    pooling are ignored.
     """
     total = 0
     for layer in model.layers:
