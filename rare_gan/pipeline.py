@@ -103,7 +103,7 @@ def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: 
         return {"seed": seed, "out_dir": str(out_dir)}
     if name == "03_train":
         return {**common, "recipe": run.recipe, "profile": profile, "lr_g": run.experiment.lr_generator,
-                "lr_d": run.experiment.lr_discriminator, "sample_every": p["sample_every"],
+                "lr_d": run.experiment.lr_discriminator, "precision": "float32", "sample_every": p["sample_every"],
                 "checkpoint_every": p["checkpoint_every"], "name": run.label, "out_dir": str(run.trainer_dir(out_dir)),
                 "outputs": str(out_dir), "resume": resume}
     if name == "04_generate_candidates":
@@ -121,6 +121,19 @@ def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: 
     raise ValueError(f"unknown notebook {name!r}; expected one of {NOTEBOOKS + (LOW_DATA_NOTEBOOK,)}")
 
 
+def trained_folder(train_params: dict) -> Path:
+    """The folder that notebook 03 run with ``train_params`` (:func:`notebook_parameters`) trained into:
+    the requested one, or ``<folder>-<config digest>`` when that held a run with another config (e.g.
+    a rerun after a new pretraining), so that 04 generates from the run just trained, not the old one."""
+    from rare_gan import train
+
+    p = train_params
+    config = train.recipe_config(p["recipe"], p["target"], p["profile"], p["outputs"], lr_generator=p["lr_g"],
+                                 lr_discriminator=p["lr_d"], seed=p["seed"], data_dir=p["data_dir"],
+                                 precision=p["precision"])
+    return train.recipe_folder(config, p["out_dir"], p["outputs"])
+
+
 def prepare_notebook(source: Path, dest: Path, parameters: dict) -> Path:
     """Copy ``source`` to ``dest`` with ``parameters`` injected after its ``parameters`` cell (not executed)."""
     import papermill as pm
@@ -135,20 +148,40 @@ class StepFailed(RuntimeError):
 
 
 def run_notebook(name: str, dest: Path, parameters: dict) -> float:
-    """Execute ``notebooks/<name>.ipynb`` into ``dest`` (atomically); return its wall time in s."""
+    """Execute ``notebooks/<name>.ipynb`` into ``dest`` (atomically); return its wall time in s. The
+    kernel's own messages (start-up, shut-down; not the cells' output) go to ``<dest stem>.kernel.log``."""
     import papermill as pm
 
     start = time.perf_counter()
-    with atomic.atomic_path(dest) as tmp:
+    kernel_log = dest.with_name(dest.stem + ".kernel.log")
+    kernel_log.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.atomic_path(dest) as tmp, open(kernel_log, "wb") as log_file:
         try:
             pm.execute_notebook(str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(tmp), parameters=parameters,
-                                cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=True, log_output=False)
+                                cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=True, log_output=False,
+                                **_quiet_kernel(log_file))
         except pm.PapermillExecutionError as exc:
             failed = dest.with_name(dest.stem + ".FAILED.ipynb")
             os.replace(tmp, failed)
             raise StepFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                              f"executed notebook with the traceback: {failed}") from None
     return time.perf_counter() - start
+
+
+def _quiet_kernel(stderr) -> dict:
+    """papermill arguments for a kernel that keeps the console to the pipeline's progress: its stderr
+    into the file ``stderr`` (ipykernel's shut-down race otherwise prints a "Logging error" traceback
+    now and then), and local IPC sockets where the OS has them (over TCP every kernel warns "running
+    over TCP without encryption")."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets.config import Config
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            return await super().start_kernel(**{"stderr": stderr, **kw})
+
+    config = Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+    return {"kernel_manager_class": KernelManager, "config": config}
 
 
 def merge_notebooks(parts: Sequence[Path], dest: Path, title: str) -> Path:
@@ -228,9 +261,12 @@ def run(profile: str = "quick", data_dir: str | None = None, target: str | None 
         folder.mkdir(parents=True, exist_ok=True)
         atomic.mark_incomplete(folder)
         key = folder.relative_to(out_dir).as_posix()
-        for name in NOTEBOOKS[2:4]:
-            pipe.step(f"{key}/{name}", name, folder / f"{name}.ipynb",
-                      notebook_parameters(name, run=r, resume=resume, **kw))
+        train_params = notebook_parameters("03_train", run=r, resume=resume, **kw)
+        pipe.step(f"{key}/03_train", "03_train", folder / "03_train.ipynb", train_params)
+        generate_params = {**notebook_parameters("04_generate_candidates", run=r, **kw),
+                           "run_dir": str(trained_folder(train_params))}
+        pipe.step(f"{key}/04_generate_candidates", "04_generate_candidates", folder / "04_generate_candidates.ipynb",
+                  generate_params)
         merge_notebooks([folder / f"{n}.ipynb" for n in NOTEBOOKS[2:4]], folder / "Rare_GAN.ipynb",
                         f"# Rare_GAN — {r.recipe} recipe, {r.experiment.name} configuration (D lr "
                         f"{r.experiment.lr_discriminator:g}, G lr {r.experiment.lr_generator:g})\n\nExecuted by "

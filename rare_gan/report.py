@@ -55,16 +55,29 @@ def load_runs(run_folders: dict[str, str | Path]) -> dict[str, RunArtifacts]:
     runs = {}
     for name, folder in run_folders.items():
         folder = Path(folder)
-        trainers = [p.parent for p in folder.glob("*/generator.keras")]
-        if len(trainers) != 1:
-            raise FileNotFoundError(f"{folder}: expected one trainer folder with generator.keras, found {trainers}")
-        generated, _ = export.read_synthetic_dataset(folder / "generated_ecgs")
-        saved = json.loads((trainers[0] / "config.json").read_text())
-        runs[name] = RunArtifacts(name=name, folder=folder, trainer_dir=trainers[0],
+        generated, table = export.read_synthetic_dataset(folder / "generated_ecgs")
+        trainer = _trainer_of(folder, table)
+        saved = json.loads((trainer / "config.json").read_text())
+        runs[name] = RunArtifacts(name=name, folder=folder, trainer_dir=trainer,
                                   config=TrainConfig.from_dict(saved["train"]),
-                                  history=pd.read_csv(trainers[0] / "history.csv"), generated_mv=generated,
+                                  history=pd.read_csv(trainer / "history.csv"), generated_mv=generated,
                                   scores=pd.read_csv(folder / "fake_arrhythmia_candidates" / "candidates.csv"))
     return runs
+
+
+def _trainer_of(folder: Path, generated: pd.DataFrame) -> Path:
+    """The trainer folder in ``folder`` whose generator made the generated ECGs: the one their table
+    names (``gen_run_dir``, matched by folder name so that a moved outputs folder still resolves), else
+    the only one. FileNotFoundError when neither decides."""
+    trainers = sorted(p.parent for p in folder.glob("*/generator.keras"))
+    recorded = set(generated["gen_run_dir"].dropna()) if "gen_run_dir" in generated else set()
+    named = [t for t in trainers if {Path(r).name for r in recorded} == {t.name}]
+    if len(named) == 1:
+        return named[0]
+    if len(trainers) == 1 and not recorded:
+        return trainers[0]
+    raise FileNotFoundError(f"{folder}: cannot tell which trainer folder made generated_ecgs/ (they name "
+                            f"{sorted(recorded) or 'none'}; found {[t.name for t in trainers]})")
 
 
 def _ci(row) -> str:

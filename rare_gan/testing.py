@@ -8,6 +8,7 @@ from pytest (nothing collected) is turned into a failure.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +20,15 @@ NBVAL_DIR = REPO_ROOT / "build" / "nbval"
 
 
 def prepare_nbval_notebooks(dest: Path = NBVAL_DIR) -> list[Path]:
-    """Copies of the notebooks with the ``test`` profile's parameters injected, in execution order.
+    """Copies of the notebooks with the ``test`` profile's parameters injected, in execution order,
+    writing into a fresh ``dest/outputs``.
 
     03 and 04 are prepared once per run of the profile (``03_train_0.ipynb`` for the default
     recipe's Initial run, ``03_train_1.ipynb`` for its Modified run, ...) so that 05 compares
     trained runs; the names sort in the order pytest runs them.
     """
     out_dir = dest / "outputs"
+    shutil.rmtree(out_dir, ignore_errors=True)  # runs of an earlier test run (other code) would be resumed or kept beside
     prepared = []
     for name in NOTEBOOKS:
         runs = list(enumerate(runs_of("test"))) if name in ("03_train", "04_generate_candidates") else [(None, None)]

@@ -525,16 +525,13 @@ def unclaimed_folder(folder: str | os.PathLike, config: TrainConfig) -> Path:
     return folder
 
 
-def train_recipe(recipe: str, target, out_dir: str | os.PathLike | None = None, profile: str = "full",
-                 outputs: str | os.PathLike = "outputs", pretrained_root: str | os.PathLike | None = None,
-                 resume: bool = True, pretrain_seed: int | None = None, **overrides) -> tuple[Path, pd.DataFrame]:
-    """Train ``recipe`` for ``target``: pretrain (cached; seed ``pretrain_seed``, default the run's seed)
-    if the recipe has that stage and no ``init_from`` is given, then train / fine-tune. ``overrides`` are TrainConfig fields
-    (``lr_generator``, ``seed``, ``data_dir``, ``init_from``, ...);
-    ``out_dir`` defaults to :func:`run_folder`; an ``out_dir`` holding a run with another config is
-    left alone and the run goes to ``<out_dir>-<config digest>``. Returns (run folder, history); the
-    folder is printed.
-    """
+def recipe_config(recipe: str, target, profile: str = "full", outputs: str | os.PathLike = "outputs",
+                  pretrained_root: str | os.PathLike | None = None, pretrain_seed: int | None = None,
+                  **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of a run of ``recipe`` for ``target``, after its pretraining (cached; seed
+    ``pretrain_seed``, default the run's seed; trained here when missing) if the recipe has that stage
+    and no ``init_from`` is given. ``overrides`` are TrainConfig fields (``lr_generator``, ``seed``,
+    ``data_dir``, ``init_from``, ...)."""
     spec = get_recipe(recipe)
     if spec.pretrained and not overrides.get("init_from"):
         seed = overrides.get("seed", 0) if pretrain_seed is None else pretrain_seed
@@ -544,8 +541,27 @@ def train_recipe(recipe: str, target, out_dir: str | os.PathLike | None = None, 
     config = spec.config(target, profile=profile, **overrides)
     if config.conditional and config.label_codes is None and config.init_from:
         config = dataclasses.replace(config, label_codes=_saved(config.init_from)["train"]["label_codes"])
-    folder = unclaimed_folder(out_dir, config) if out_dir is not None else run_folder(config, outputs)
-    print(f"training {spec.name} for {'+'.join(config.target)} (G lr {config.lr_generator:g}, D lr "
+    return config
+
+
+def recipe_folder(config: TrainConfig, out_dir: str | os.PathLike | None = None,
+                  outputs: str | os.PathLike = "outputs") -> Path:
+    """Where :func:`train_recipe` puts a run of ``config``: ``out_dir`` (``<out_dir>-<config digest>``
+    when it holds a run with another config), or :func:`run_folder` without ``out_dir``. Asked again
+    after the run, it names the run's folder."""
+    return unclaimed_folder(out_dir, config) if out_dir is not None else run_folder(config, outputs)
+
+
+def train_recipe(recipe: str, target, out_dir: str | os.PathLike | None = None, profile: str = "full",
+                 outputs: str | os.PathLike = "outputs", pretrained_root: str | os.PathLike | None = None,
+                 resume: bool = True, pretrain_seed: int | None = None, **overrides) -> tuple[Path, pd.DataFrame]:
+    """Train ``recipe`` for ``target`` (:func:`recipe_config`: pretraining first where the recipe has
+    it) into :func:`recipe_folder` (an ``out_dir`` holding a run with another config is left alone).
+    Returns (run folder, history); the folder is printed.
+    """
+    config = recipe_config(recipe, target, profile, outputs, pretrained_root, pretrain_seed, **overrides)
+    folder = recipe_folder(config, out_dir, outputs)
+    print(f"training {config.recipe} for {'+'.join(config.target)} (G lr {config.lr_generator:g}, D lr "
           f"{config.lr_discriminator:g}, seed {config.seed}) -> {folder}", file=sys.stderr, flush=True)
     history = train(config, folder, resume=resume)
     return folder, history

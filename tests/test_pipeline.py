@@ -59,6 +59,22 @@ def test_failing_notebook_stops_with_its_error_and_no_output(tmp_path, monkeypat
     assert (tmp_path / "out" / "99_broken.FAILED.ipynb").is_file()
 
 
+def test_notebook_kernels_keep_the_console_clean(tmp_path, monkeypatch, capfd):
+    """A notebook step prints its progress only: the kernel's own messages (e.g. ipykernel's warning about
+    TCP without encryption, or its shut-down noise) go to a log beside the executed notebook."""
+    book = nbformat.v4.new_notebook()
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    book.cells = [nbformat.v4.new_code_cell("import logging\nlogging.getLogger().warning('to the notebook')")]
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(book, str(tmp_path / "notebooks" / "98_quiet.ipynb"))
+    monkeypatch.setattr(pipeline, "REPO_ROOT", tmp_path)
+    pipeline.run_notebook("98_quiet", tmp_path / "out" / "98_quiet.ipynb", {})
+    err = capfd.readouterr().err
+    assert "TCP" not in err and "Logging error" not in err and "WARNING" not in err
+    assert "to the notebook" in (tmp_path / "out" / "98_quiet.ipynb").read_text()
+    assert (tmp_path / "out" / "98_quiet.kernel.log").is_file()
+
+
 def test_merge_notebooks(tmp_path):
     parts = []
     for i in range(2):
@@ -88,6 +104,37 @@ def test_nbval_copies_get_tiny_parameters(tmp_path):
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in injected.cells)
     assert "recipe" in train and 'recipe = "research"' in injected.cells[2].source
     assert 'profile = "test"' in injected.cells[2].source
+
+
+def test_nbval_copies_start_from_fresh_outputs(tmp_path):
+    """Runs left by an earlier test run (of other code) are not resumed or kept beside the new ones."""
+    stale = tmp_path / "outputs" / "Rare_GAN" / "arrhythmia_gan_outputs"
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("{}")
+    testing.prepare_nbval_notebooks(tmp_path)
+    assert not (tmp_path / "outputs").exists() and (tmp_path / "05_evaluate.ipynb").is_file()
+
+
+def test_generation_follows_the_folder_that_training_went_to(tmp_path):
+    """A rerun of run_all.sh whose config differs from the run already in Rare_GAN/... (new code, a new
+    pretraining) trains into ``<folder>-<digest>``; 04 must generate from that run, not the old one."""
+    import json
+
+    from rare_gan import train
+
+    run = pipeline.runs_of("full")[2]  # research Initial: no pretraining stage
+    params = pipeline.notebook_parameters("03_train", "test", "demo", tmp_path, target="AFIB", run=run)
+    requested = run.trainer_dir(tmp_path)
+    assert pipeline.trained_folder(params) == requested  # nothing there yet
+    other = train.recipe_config("research", "AFIB", "test", lr_generator=1e-3, data_dir="demo")
+    requested.mkdir(parents=True)
+    (requested / "config.json").write_text(json.dumps({"train": other.to_dict()}))
+    mine = train.recipe_config("research", "AFIB", "test", lr_generator=params["lr_g"],
+                               lr_discriminator=params["lr_d"], data_dir="demo")
+    moved = pipeline.trained_folder(params)
+    assert moved == requested.with_name(f"{requested.name}-{train.config_digest(mine)}")
+    (requested / "config.json").write_text(json.dumps({"train": mine.to_dict()}))
+    assert pipeline.trained_folder(params) == requested  # the run itself is found again
 
 
 def test_runs_of_each_profile():

@@ -88,3 +88,19 @@ def test_overly_smooth_claim_needs_a_significant_and_real_smoothing(hf_initial, 
 def test_initial_more_realistic_follows_the_c2st_and_its_null(initial, modified, expected):
     text = _verdicts(realism=_realism(c2st_initial=initial, c2st_modified=modified))
     assert expected in text and "told apart mostly by beat:II:beat_consistency (0.90)" in text
+
+
+def test_runs_are_read_with_the_trainer_that_made_their_ecgs(tmp_path):
+    """A run folder holding an older trainer beside the new one (``<folder>-<digest>``) is read with the
+    trainer its generated ECGs name, also after the outputs folder moved; an undecidable folder is an error."""
+    for name in ("arrhythmia_gan_outputs", "arrhythmia_gan_outputs-1a2b3c4d"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "generator.keras").write_bytes(b"")
+    made_by = pd.DataFrame({"gen_run_dir": ["/elsewhere/Rare_GAN/arrhythmia_gan_outputs-1a2b3c4d"] * 2})
+    assert report._trainer_of(tmp_path, made_by) == tmp_path / "arrhythmia_gan_outputs-1a2b3c4d"
+    with pytest.raises(FileNotFoundError, match="cannot tell which trainer.*none"):
+        report._trainer_of(tmp_path, pd.DataFrame({"ecg_id": [1]}))
+    (tmp_path / "arrhythmia_gan_outputs-1a2b3c4d" / "generator.keras").unlink()
+    assert report._trainer_of(tmp_path, pd.DataFrame({"ecg_id": [1]})) == tmp_path / "arrhythmia_gan_outputs"
+    with pytest.raises(FileNotFoundError, match="arrhythmia_gan_outputs-1a2b3c4d"):  # made by a trainer not here
+        report._trainer_of(tmp_path, made_by)
