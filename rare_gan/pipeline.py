@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,11 +156,12 @@ def run_notebook(name: str, dest: Path, parameters: dict) -> float:
     start = time.perf_counter()
     kernel_log = dest.with_name(dest.stem + ".kernel.log")
     kernel_log.parent.mkdir(parents=True, exist_ok=True)
-    with atomic.atomic_path(dest) as tmp, open(kernel_log, "wb") as log_file:
+    with atomic.atomic_path(dest) as tmp, open(kernel_log, "wb") as log_file, \
+            tempfile.TemporaryDirectory(prefix="rare_gan-kernel-") as sockets:
         try:
             pm.execute_notebook(str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(tmp), parameters=parameters,
                                 cwd=str(REPO_ROOT), kernel_name="python3", progress_bar=True, log_output=False,
-                                **_quiet_kernel(log_file))
+                                **_quiet_kernel(log_file, Path(sockets)))
         except pm.PapermillExecutionError as exc:
             failed = dest.with_name(dest.stem + ".FAILED.ipynb")
             os.replace(tmp, failed)
@@ -168,11 +170,12 @@ def run_notebook(name: str, dest: Path, parameters: dict) -> float:
     return time.perf_counter() - start
 
 
-def _quiet_kernel(stderr) -> dict:
+def _quiet_kernel(stderr, socket_dir: Path) -> dict:
     """papermill arguments for a kernel that keeps the console to the pipeline's progress: its stderr
     into the file ``stderr`` (ipykernel's shut-down race otherwise prints a "Logging error" traceback
-    now and then), and local IPC sockets where the OS has them (over TCP every kernel warns "running
-    over TCP without encryption")."""
+    now and then), and local IPC sockets in ``socket_dir`` (a folder of its own: their default names
+    are relative to the working directory, shared by concurrent runs) where the OS has them (over TCP
+    every kernel warns "running over TCP without encryption")."""
     from jupyter_client.manager import AsyncKernelManager
     from traitlets.config import Config
 
@@ -180,7 +183,8 @@ def _quiet_kernel(stderr) -> dict:
         async def start_kernel(self, **kw):
             return await super().start_kernel(**{"stderr": stderr, **kw})
 
-    config = Config({"KernelManager": {"transport": "ipc"}}) if os.name == "posix" else Config()
+    ipc = os.name == "posix" and len(str(socket_dir)) < 80  # socket paths are limited to ~100 bytes
+    config = Config({"KernelManager": {"transport": "ipc", "ip": str(socket_dir / "kernel")}}) if ipc else Config()
     return {"kernel_manager_class": KernelManager, "config": config}
 
 

@@ -73,6 +73,8 @@ def test_notebook_kernels_keep_the_console_clean(tmp_path, monkeypatch, capfd):
     assert "TCP" not in err and "Logging error" not in err and "WARNING" not in err
     assert "to the notebook" in (tmp_path / "out" / "98_quiet.ipynb").read_text()
     assert (tmp_path / "out" / "98_quiet.kernel.log").is_file()
+    config = pipeline._quiet_kernel(None, tmp_path)["config"]  # sockets in a folder of the run's own, not the cwd
+    assert config.KernelManager.transport == "ipc" and config.KernelManager.ip == str(tmp_path / "kernel")
 
 
 def test_merge_notebooks(tmp_path):
