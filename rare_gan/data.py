@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -110,12 +111,14 @@ def resolve_dataset(data_dir: str | os.PathLike | None = None, demo_fallback: bo
     """Locate PTB-XL; when none is found and ``demo_fallback``, write/reuse the DEMO dataset instead.
 
     ``data_dir="demo"`` (or ``PTBXL_DIR=demo``) asks for the DEMO dataset explicitly. An explicitly
-    given ``data_dir`` that is not PTB-XL is always an error (no silent fallback). Falling back prints :data:`rare_gan.demo.DEMO_BANNER` so nobody mistakes demo results for PTB-XL.
+    given ``data_dir`` that is not PTB-XL is always an error (no silent fallback). Using the DEMO data
+    prints :data:`rare_gan.demo.DEMO_BANNER` (once per process: every notebook shows it, a pipeline's
+    log once) so nobody mistakes demo results for PTB-XL.
     """
     if str(data_dir or os.environ.get("PTBXL_DIR", "")).lower() == "demo":
         from rare_gan import demo
 
-        print(demo.DEMO_BANNER, file=sys.stderr)
+        _demo_banner()
         return demo.ensure_demo_dataset().resolve()
     explicit = data_dir not in (None, "") or bool(os.environ.get("PTBXL_DIR"))
     try:
@@ -126,9 +129,16 @@ def resolve_dataset(data_dir: str | os.PathLike | None = None, demo_fallback: bo
     from rare_gan import demo
 
     root = demo.ensure_demo_dataset().resolve()
-    print(demo.DEMO_BANNER, file=sys.stderr)
+    _demo_banner()
     log.warning("No PTB-XL found (%s); running on the DEMO dataset at %s", DEFAULT_DATA_DIR, root)
     return root
+
+
+@functools.cache
+def _demo_banner() -> None:
+    from rare_gan import demo
+
+    print(demo.DEMO_BANNER, file=sys.stderr)
 
 
 def is_demo(root: str | os.PathLike) -> bool:

@@ -125,7 +125,8 @@ def notebook_parameters(name: str, profile: str, data_dir: str | None, out_dir: 
 def trained_folder(train_params: dict) -> Path:
     """The folder that notebook 03 run with ``train_params`` (:func:`notebook_parameters`) trained into:
     the requested one, or ``<folder>-<config digest>`` when that held a run with another config (e.g.
-    a rerun after a new pretraining), so that 04 generates from the run just trained, not the old one."""
+    a rerun after a new pretraining), so that 04 generates from the run just trained, not the old one.
+    Asked after 03 ran (its pretraining is cached by then; asked before, it would train it)."""
     from rare_gan import train
 
     p = train_params
@@ -228,17 +229,28 @@ class Pipeline:
         self.state = json.loads(self.state_path.read_text()) if resume and self.state_path.is_file() else {}
         self.timings: dict[str, float] = {}
 
-    def step(self, key: str, name: str, dest: Path, parameters: dict) -> None:
+    def step(self, key: str, name: str, dest: Path, parameters: dict) -> bool:
+        """Run notebook ``name`` into ``dest`` unless done earlier with the same parameters; True if it ran."""
         digest = _digest(parameters)
         if self.resume and self.state.get(key) == digest and dest.is_file():
             print(f"[run_all] {key}: done earlier with the same parameters, skipped", file=sys.stderr)
-            return
+            return False
         print(f"[run_all] {key}: running notebooks/{name}.ipynb -> {dest}", file=sys.stderr, flush=True)
         self.state.pop(key, None)
         self.timings[key] = run_notebook(name, dest, parameters)
         self.state[key] = digest
         atomic.write_json(self.state_path, self.state)
         print(f"[run_all] {key}: {self.timings[key]:.0f} s", file=sys.stderr, flush=True)
+        return True
+
+    def train(self, key: str, dest: Path, parameters: dict) -> Path:
+        """Step 03; the folder it trained into (:func:`trained_folder`, recorded so that a skipped step
+        names the folder of its earlier run; the requested one for a state file without it)."""
+        folder_key = f"{key}:run_dir"
+        if self.step(key, "03_train", dest, parameters):
+            self.state[folder_key] = str(trained_folder(parameters))
+            atomic.write_json(self.state_path, self.state)
+        return Path(self.state.get(folder_key, parameters["out_dir"]))
 
 
 def run(profile: str = "quick", data_dir: str | None = None, target: str | None = None, resume: bool = False,
@@ -266,9 +278,8 @@ def run(profile: str = "quick", data_dir: str | None = None, target: str | None 
         atomic.mark_incomplete(folder)
         key = folder.relative_to(out_dir).as_posix()
         train_params = notebook_parameters("03_train", run=r, resume=resume, **kw)
-        pipe.step(f"{key}/03_train", "03_train", folder / "03_train.ipynb", train_params)
-        generate_params = {**notebook_parameters("04_generate_candidates", run=r, **kw),
-                           "run_dir": str(trained_folder(train_params))}
+        run_dir = pipe.train(f"{key}/03_train", folder / "03_train.ipynb", train_params)
+        generate_params = {**notebook_parameters("04_generate_candidates", run=r, **kw), "run_dir": str(run_dir)}
         pipe.step(f"{key}/04_generate_candidates", "04_generate_candidates", folder / "04_generate_candidates.ipynb",
                   generate_params)
         merge_notebooks([folder / f"{n}.ipynb" for n in NOTEBOOKS[2:4]], folder / "Rare_GAN.ipynb",

@@ -221,6 +221,15 @@ def test_is_demo_dataset_and_banner(tmp_path):
     assert "NOT PTB-XL" in demo.DEMO_BANNER and len(demo.DEMO_BANNER.splitlines()) >= 5
 
 
+def test_demo_banner_is_printed_once_per_process(demo_dir, capsys):
+    """Every notebook (its own kernel) shows the banner; a pipeline that loads the data again and again, once."""
+    from rare_gan import data
+
+    data._demo_banner.cache_clear()
+    assert data.resolve_dataset("demo") == data.resolve_dataset("demo") == demo_dir.resolve()
+    assert capsys.readouterr().err.count("NOT PTB-XL") == 1
+
+
 def test_too_few_records_is_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="too small"):
         demo.write_demo_dataset(tmp_path / "tiny", n_records=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -148,6 +149,22 @@ def test_run_all_resume_skips_finished_steps(tmp_path, monkeypatch):
     fresh = pipeline.Pipeline(tmp_path, resume=False)
     fresh.step("01", "01_explore_ptbxl", tmp_path / "01.ipynb", {"a": 2})  # without --resume: always runs
     assert len(calls) == 3
+
+
+def test_run_all_resume_generates_from_the_folder_the_skipped_training_went_to(tmp_path, monkeypatch):
+    """04 follows the folder 03 trained into; when --resume skips 03, the recorded folder of its earlier run
+    (not one resolved afresh, which after a code change could start a new pretraining)."""
+    monkeypatch.setattr(pipeline, "run_notebook", lambda name, dest, parameters: Path(dest).write_text("{}") and 0.0)
+    resolved = [tmp_path / "Rare_GAN" / "arrhythmia_gan_outputs-1a2b3c4d"]
+    monkeypatch.setattr(pipeline, "trained_folder", lambda parameters: resolved[0])
+    params = {"out_dir": str(tmp_path / "Rare_GAN" / "arrhythmia_gan_outputs")}
+    assert pipeline.Pipeline(tmp_path, resume=False).train("Rare_GAN/03", tmp_path / "03.ipynb", params) == resolved[0]
+    earlier = resolved.pop()
+    resolved.append(None)  # must not be asked again
+    assert pipeline.Pipeline(tmp_path, resume=True).train("Rare_GAN/03", tmp_path / "03.ipynb", params) == earlier
+    (tmp_path / ".pipeline_state.json").write_text(json.dumps({"Rare_GAN/03": pipeline._digest(params)}))
+    assert pipeline.Pipeline(tmp_path, resume=True).train("Rare_GAN/03", tmp_path / "03.ipynb", params) == \
+        Path(params["out_dir"])  # a state file from before the folder was recorded
 
 
 def test_nan_in_generator_output_is_never_a_candidate(tmp_path):
