@@ -21,6 +21,7 @@ Recipes and what each row means:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -217,6 +218,43 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
     return rows
 
 
+CNN_TRUNK_SEED = "leads+rhythm, trunk seed {seed}"
+CNN_TRUNK_ENSEMBLE = "leads+rhythm, mean of trunk seeds {seeds}"
+"""``cnn_inputs`` of the rows of :func:`cnn_trunk_seed_rows`: one trunk seed, or the trunks' ensemble."""
+
+
+def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int, trunk_seeds: Sequence[int] = (0, 1, 2),
+                        outputs: str | Path = "outputs/study", n_boot: int = 1000) -> list[dict]:
+    """Real-only test AUROC (folds 9–10) of the CNN family with each trunk seed at the budget ``epochs``
+    (the one :func:`cnn_budget_study` chose), and of the trunks' ensemble (their heads' scores averaged):
+    how much of the CNN's distance to the feature model is one trunk's draw. One trunk per seed serves
+    every code (it learns every label of the training folds)."""
+    from rare_gan import utility
+
+    cache = Path(outputs) / "classifiers"
+    rows = []
+    for code in codes:
+        task = evaluate.load_task(data_dir, code)
+        fits = []
+        for seed in trunk_seeds:
+            family = utility.cnn_family(utility.pretrained_cnn(task, seed, cache_root=cache, epochs=epochs),
+                                        task.scaler.scale_mv)
+            real = utility.real_rows(family, task)
+            fits.append(utility.fit_variant(family, real, "real", [seed]))
+        ensemble = dataclasses.replace(fits[0], test_scores=np.mean([f.test_scores for f in fits], axis=0),
+                                       thresholds=np.mean([f.thresholds for f in fits], axis=0))
+        labels = [CNN_TRUNK_SEED.format(seed=s) for s in trunk_seeds]
+        labels.append(CNN_TRUNK_ENSEMBLE.format(seeds=",".join(map(str, trunk_seeds))))
+        for label, fit, seeds in zip(labels, [*fits, ensemble], [*([s] for s in trunk_seeds), list(trunk_seeds)]):
+            table = utility.utility_table(real, [fit], n_boot).set_index("metric")
+            rows.append({"code": code, "family": "cnn", "variant": "real", "epochs": epochs,
+                         **_with_ci(table, ("auroc",)), "n_test_positives": int(real.test_y.sum()),
+                         "trunk_seeds": seeds, "cnn_inputs": label})
+        log.info("%s: CNN real-only AUROC per trunk seed %s, ensemble %.3f", code,
+                 " ".join(f"{r['auroc']:.3f}" for r in rows[-len(fits) - 1:-1]), rows[-1]["auroc"])
+    return rows
+
+
 ABLATIONS = {
     "fine-tuned without FreezeD": {"freeze_discriminator": 0},
     "fine-tuned without DiffAugment": {"diff_augment": False},
@@ -360,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cnn-epochs", default="30,100,200", help="cnn_budget: the budgets compared")
     parser.add_argument("--cnn-unlabelled", action="store_true", help="cnn_budget: only the real-only CNN rows of "
                         "one trunk per code that never learnt that code's label (for comparison)")
+    parser.add_argument("--cnn-trunk-seeds", help="cnn_budget: instead of the budget study, the real-only CNN rows "
+                        "of these trunk seeds (e.g. 0,1,2) and of their ensemble, at the budget chosen earlier "
+                        "(the cnn_budget rows of --results)")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="outputs/reference/figures")
     parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
@@ -377,6 +418,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.section == "ablation":
         rows = ablation_rows(args.data, codes, 0, args.profile, args.outputs, args.n_generate)
+    elif args.section == "cnn_budget" and args.cnn_trunk_seeds:
+        chosen = [r for r in results.get("cnn_budget", {}).get("rows", []) if "code" not in r
+                  and r.get("cnn_inputs") == CNN_INPUTS]
+        if not chosen:
+            parser.error(f"--cnn-trunk-seeds needs the budget study's rows in {args.results}: run cnn_budget first")
+        from rare_gan import utility
+
+        rows = cnn_trunk_seed_rows(args.data, codes, utility.choose_cnn_epochs(chosen), ints(args.cnn_trunk_seeds),
+                                   args.outputs)
+        print(pd.DataFrame(rows)[["code", "cnn_inputs", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)
+              .to_string(index=False))
     elif args.section == "cnn_budget":
         rows = cnn_budget_study(args.data, codes, ints(args.cnn_epochs), args.outputs, unlabelled=args.cnn_unlabelled)
         print(cnn_budget_markdown(rows) if not args.cnn_unlabelled else
@@ -545,6 +597,7 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
     """The README's table of the CNN trunk's budget selection (inner validation, fold 8) and the budget chosen."""
     from rare_gan import utility
 
+    all_rows = rows
     current = [r for r in rows if r.get("cnn_inputs") == CNN_INPUTS] or [r for r in rows if not r.get("cnn_inputs")]
     others = {inputs: pd.DataFrame([r for r in rows if r.get("code") and r.get("family") == "cnn"
                                     and r.get("cnn_inputs") == inputs and r not in current])
@@ -583,7 +636,33 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
             other = table[table["code"] == code]
             line += f" {cell(other.iloc[0]) if len(other) else '—'} |"
         lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(lines + _trunk_seed_lines(all_rows, tests))
+
+
+def _trunk_seed_lines(rows: Sequence[dict], tests: pd.DataFrame) -> list[str]:
+    """The table of :func:`cnn_trunk_seed_rows` (one trunk per seed, and their ensemble) beside the feature model."""
+    seeds = pd.DataFrame([r for r in rows if r.get("trunk_seeds") is not None])
+    if seeds.empty:
+        return []
+    single = seeds[seeds["trunk_seeds"].map(len) == 1]
+    ensemble = seeds[seeds["trunk_seeds"].map(len) > 1]
+    order = sorted({s for (s,) in single["trunk_seeds"]})
+    lines = [f"\nThe trunk's seed (same budget, {seeds['epochs'].iloc[0]} epochs; real-only CNN, test AUROC on folds "
+             f"9–10, 95% bootstrap CI for the ensemble, whose score is the mean of the {len(order)} trunks' heads):\n",
+             "| code | " + " | ".join(f"trunk seed {s}" for s in order) + " | mean (range) | ensemble | features | "
+             "ensemble − features |", "|---|" + "---|" * (len(order) + 4)]
+    for code, g in single.groupby("code", sort=False):
+        by_seed = {r.trunk_seeds[0]: r.auroc for r in g.itertuples()}
+        e = ensemble[ensemble["code"] == code]
+        f = tests[(tests["code"] == code) & (tests["family"] == "features")] if not tests.empty else tests
+        feature = f["auroc"].iloc[0] if len(f) else float("nan")
+        ens = (f"{e['auroc'].iloc[0]:.3f} [{e['auroc_ci_low'].iloc[0]:.3f}, {e['auroc_ci_high'].iloc[0]:.3f}]"
+               if len(e) else "—")
+        values = list(by_seed.values())
+        lines.append(f"| {code} | " + " | ".join(_fmt(by_seed.get(s)) for s in order)
+                     + f" | {np.mean(values):.3f} ({min(values):.3f}–{max(values):.3f}) | {ens} | {_fmt(feature)} | "
+                     + (f"{e['auroc'].iloc[0] - feature:+.3f} |" if len(e) and np.isfinite(feature) else "— |"))
+    return lines
 
 
 SMOOTHER_MARGIN = 0.10

@@ -252,7 +252,7 @@ def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root:
     start = time.perf_counter()
     log.info("pretraining the CNN trunk on %d training-fold records, %d codes, %d epochs", len(x), len(vocabulary),
              epochs)
-    model.fit(stream, epochs=epochs, verbose=0, shuffle=False)
+    model.fit(stream, epochs=epochs, verbose=0, shuffle=False, callbacks=[_epoch_bar(epochs, "CNN trunk")])
     folder.mkdir(parents=True, exist_ok=True)
     atomic.mark_incomplete(folder)
     embedder = keras.Model(model.input, model.get_layer("gap").output, name="cnn_trunk")
@@ -262,6 +262,25 @@ def pretrained_cnn(task, seed: int = 0, exclude: Sequence[str] = (), cache_root:
                                   "unlabelled": sorted(dropped - excluded), "n_records": int(len(x)),
                                   "epochs": epochs, "seconds": time.perf_counter() - start})
     return folder
+
+
+def _epoch_bar(epochs: int, desc: str):
+    """A Keras callback showing epochs done, rate, ETA and the last loss (tqdm)."""
+    import keras
+    from tqdm.auto import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs, unit="epoch", desc=desc, dynamic_ncols=True, mininterval=1.0)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.4f}", refresh=False)
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochBar()
 
 
 CNN_BUDGET_TOLERANCE = 0.005

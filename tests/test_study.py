@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from rare_gan import evaluate, lowdata, study
 
 
@@ -109,7 +111,7 @@ def test_cnn_budget_table_names_the_budget_the_rule_chooses(tmp_path):
     assert "| PAC | 10 | 0.964 [0.914, 0.984] | 0.750 [0.700, 0.770] | -0.214 | 0.956 |" in lines
 
 
-def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir, tmp_path, monkeypatch):
+def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir, tmp_path, monkeypatch, capsys):
     """Each budget's trunk sees folds 1–7 only and its heads are scored on fold 8; only the chosen budget
     is trained on folds 1–8 and tested; that trunk reads the 12 leads and the rhythm channels."""
     import functools
@@ -140,6 +142,18 @@ def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir
     assert tests["cnn"]["epochs"] == utility.choose_cnn_epochs(selection) and tests["features"]["epochs"] is None
     assert all(0 <= r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"] <= 1 for r in tests.values())
     assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 2  # one on folds 1-7, the chosen on 1-8
+    assert "CNN trunk: 100%" in capsys.readouterr().err  # a trunk's pretraining shows its progress
+    # the trunk's seed: seed 0 is the trunk above (cached), seed 1 a new one; then their ensemble
+    seeded = study.cnn_trunk_seed_rows("demo", ["AFIB"], 1, (0, 1), tmp_path, n_boot=50)
+    assert [r["cnn_inputs"] for r in seeded] == [study.CNN_TRUNK_SEED.format(seed=0),
+                                                 study.CNN_TRUNK_SEED.format(seed=1),
+                                                 study.CNN_TRUNK_ENSEMBLE.format(seeds="0,1")]
+    assert [r["trunk_seeds"] for r in seeded] == [[0], [1], [0, 1]]
+    assert seeded[0]["auroc"] == pytest.approx(tests["cnn"]["auroc"], abs=1e-12)
+    assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 3
+    table = study.cnn_budget_markdown(rows + seeded)
+    assert "| trunk seed 0 | trunk seed 1 | mean (range) | ensemble |" in table
+    assert f"| AFIB | {seeded[0]['auroc']:.3f} | {seeded[1]['auroc']:.3f} |" in table
 
     chosen = original(afib, 0, cache_root=tmp_path / "classifiers", epochs=1)
     assert chosen in set((tmp_path / "classifiers").glob("cnn_trunk-*"))  # the trunk just tested, not a new one
