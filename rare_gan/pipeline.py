@@ -230,8 +230,9 @@ class Pipeline:
         self.timings: dict[str, float] = {}
 
     def step(self, key: str, name: str, dest: Path, parameters: dict) -> bool:
-        """Run notebook ``name`` into ``dest`` unless done earlier with the same parameters; True if it ran."""
-        digest = _digest(parameters)
+        """Run notebook ``name`` into ``dest`` unless done earlier with the same parameters (``resume``, how
+        03 continues a run, is not one of them); True if it ran."""
+        digest = _digest({k: v for k, v in parameters.items() if k != "resume"})
         if self.resume and self.state.get(key) == digest and dest.is_file():
             print(f"[run_all] {key}: done earlier with the same parameters, skipped", file=sys.stderr)
             return False

@@ -149,6 +149,9 @@ def test_run_all_resume_skips_finished_steps(tmp_path, monkeypatch):
     fresh = pipeline.Pipeline(tmp_path, resume=False)
     fresh.step("01", "01_explore_ptbxl", tmp_path / "01.ipynb", {"a": 2})  # without --resume: always runs
     assert len(calls) == 3
+    fresh.step("03", "03_train", tmp_path / "03.ipynb", {"a": 1, "resume": False})
+    pipeline.Pipeline(tmp_path, resume=True).step("03", "03_train", tmp_path / "03.ipynb", {"a": 1, "resume": True})
+    assert len(calls) == 4  # 03's own resume flag does not make a finished step run again
 
 
 def test_run_all_resume_generates_from_the_folder_the_skipped_training_went_to(tmp_path, monkeypatch):
