@@ -241,17 +241,19 @@ def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int,
                                         task.scaler.scale_mv)
             real = utility.real_rows(family, task)
             fits.append(utility.fit_variant(family, real, "real", [seed]))
-        ensemble = dataclasses.replace(fits[0], test_scores=np.mean([f.test_scores for f in fits], axis=0),
-                                       thresholds=np.mean([f.thresholds for f in fits], axis=0))
-        labels = [CNN_TRUNK_SEED.format(seed=s) for s in trunk_seeds]
-        labels.append(CNN_TRUNK_ENSEMBLE.format(seeds=",".join(map(str, trunk_seeds))))
-        for label, fit, seeds in zip(labels, [*fits, ensemble], [*([s] for s in trunk_seeds), list(trunk_seeds)]):
+        labels, members = [CNN_TRUNK_SEED.format(seed=s) for s in trunk_seeds], [[s] for s in trunk_seeds]
+        if len(fits) > 1:
+            fits.append(dataclasses.replace(fits[0], test_scores=np.mean([f.test_scores for f in fits], axis=0),
+                                            thresholds=np.mean([f.thresholds for f in fits], axis=0)))
+            labels.append(CNN_TRUNK_ENSEMBLE.format(seeds=",".join(map(str, trunk_seeds))))
+            members.append(list(trunk_seeds))
+        for label, fit, seeds in zip(labels, fits, members):
             table = utility.utility_table(real, [fit], n_boot).set_index("metric")
             rows.append({"code": code, "family": "cnn", "variant": "real", "epochs": epochs,
                          **_with_ci(table, ("auroc",)), "n_test_positives": int(real.test_y.sum()),
                          "trunk_seeds": seeds, "cnn_inputs": label})
-        log.info("%s: CNN real-only AUROC per trunk seed %s, ensemble %.3f", code,
-                 " ".join(f"{r['auroc']:.3f}" for r in rows[-len(fits) - 1:-1]), rows[-1]["auroc"])
+        log.info("%s: CNN real-only AUROC %s", code,
+                 ", ".join(f"{r['cnn_inputs']} {r['auroc']:.3f}" for r in rows[-len(fits):]))
     return rows
 
 
