@@ -229,29 +229,33 @@ def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int,
     (the one :func:`cnn_budget_study` chose), and of the trunks' ensemble (their heads' scores averaged):
     how much of the CNN's distance to the feature model is one trunk's draw. One trunk per seed serves
     every code (it learns every label of the training folds)."""
-    from rare_gan import utility
+    from rare_gan import bench, utility
 
     cache = Path(outputs) / "classifiers"
     rows = []
     for code in codes:
         task = evaluate.load_task(data_dir, code)
-        fits = []
+        fits, trunk_seconds = [], []
         for seed in trunk_seeds:
-            family = utility.cnn_family(utility.pretrained_cnn(task, seed, cache_root=cache, epochs=epochs),
-                                        task.scaler.scale_mv)
+            trunk = utility.pretrained_cnn(task, seed, cache_root=cache, epochs=epochs)
+            trunk_seconds.append(json.loads((trunk / atomic.COMPLETE_MARKER).read_text())["seconds"])
+            family = utility.cnn_family(trunk, task.scaler.scale_mv)
             real = utility.real_rows(family, task)
             fits.append(utility.fit_variant(family, real, "real", [seed]))
         labels, members = [CNN_TRUNK_SEED.format(seed=s) for s in trunk_seeds], [[s] for s in trunk_seeds]
+        seconds = list(trunk_seconds)
         if len(fits) > 1:
             fits.append(dataclasses.replace(fits[0], test_scores=np.mean([f.test_scores for f in fits], axis=0),
                                             thresholds=np.mean([f.thresholds for f in fits], axis=0)))
             labels.append(CNN_TRUNK_ENSEMBLE.format(seeds=",".join(map(str, trunk_seeds))))
             members.append(list(trunk_seeds))
-        for label, fit, seeds in zip(labels, fits, members):
+            seconds.append(sum(trunk_seconds))
+        for label, fit, seeds, trunk_s in zip(labels, fits, members, seconds):
             table = utility.utility_table(real, [fit], n_boot).set_index("metric")
             rows.append({"code": code, "family": "cnn", "variant": "real", "epochs": epochs,
                          **_with_ci(table, ("auroc",)), "n_test_positives": int(real.test_y.sum()),
-                         "trunk_seeds": seeds, "cnn_inputs": label})
+                         "trunk_seeds": seeds, "trunk_seconds": trunk_s, "machine": bench.cpu_model(),
+                         "cnn_inputs": label})
         log.info("%s: CNN real-only AUROC %s", code,
                  ", ".join(f"{r['cnn_inputs']} {r['auroc']:.3f}" for r in rows[-len(fits):]))
     return rows
@@ -649,8 +653,10 @@ def _trunk_seed_lines(rows: Sequence[dict], tests: pd.DataFrame) -> list[str]:
     single = seeds[seeds["trunk_seeds"].map(len) == 1]
     ensemble = seeds[seeds["trunk_seeds"].map(len) > 1]
     order = sorted({s for (s,) in single["trunk_seeds"]})
-    lines = [f"\nThe trunk's seed (same budget, {seeds['epochs'].iloc[0]} epochs; real-only CNN, test AUROC on folds "
-             f"9–10, 95% bootstrap CI for the ensemble, whose score is the mean of the {len(order)} trunks' heads):\n",
+    machine = f", computed on {seeds['machine'].iloc[0]}" if "machine" in seeds else ""
+    lines = [f"\nThe trunk's seed (same budget, {seeds['epochs'].iloc[0]} epochs{machine}; real-only CNN, test AUROC on "
+             f"folds 9–10, 95% bootstrap CI for the ensemble, whose score is the mean of the {len(order)} trunks' "
+             f"heads):\n",
              "| code | " + " | ".join(f"trunk seed {s}" for s in order) + " | mean (range) | ensemble | features | "
              "ensemble − features |", "|---|" + "---|" * (len(order) + 4)]
     for code, g in single.groupby("code", sort=False):
