@@ -343,9 +343,9 @@ def train(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = True, 
     run is returned as it is. Raises :class:`TrainingDivergedError` on NaN/exploding losses.
     """
     run_dir = Path(out_dir)
+    data = data or prepare_training_data(config)  # bad codes, records or data fail here, before any folder is made
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
-    data = data or prepare_training_data(config)
     if config.conditional and config.label_codes is None:
         config = dataclasses.replace(config, label_codes=data.label_codes)
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -534,6 +534,7 @@ def recipe_config(recipe: str, target, profile: str = "full", outputs: str | os.
     ``data_dir``, ``init_from``, ...)."""
     spec = get_recipe(recipe)
     if spec.pretrained and not overrides.get("init_from"):
+        load_metadata(overrides.get("data_dir"), demo_fallback=True).validate_codes(target)  # before a pretraining
         seed = overrides.get("seed", 0) if pretrain_seed is None else pretrain_seed
         init = pretrained_run(spec.name, overrides.get("data_dir"), seed, profile,
                               pretrained_root or Path(outputs) / "pretrained")

@@ -57,6 +57,18 @@ def test_unknown_target_suggests_codes(tmp_path):
                    "unknown SCP code 'AFIBB'", "did you mean AFIB")
 
 
+def test_unknown_target_fails_before_the_pretraining_and_leaves_no_folder(tmp_path):
+    """A typo in the target costs seconds, not a pretraining, and leaves nothing behind."""
+    from rare_gan import data, train
+
+    with pytest.raises(data.UnknownSCPCodeError, match="did you mean AFIB"):
+        train.train_recipe("beat", "AFIBB", tmp_path / "run", profile="test", outputs=tmp_path, data_dir="demo")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(data.UnknownSCPCodeError):  # a recipe without pretraining: no run folder either
+        train.train_recipe("research", "AFIBB", tmp_path / "run", profile="test", data_dir="demo")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_target_with_zero_training_records(mini_dataset, tmp_path):
     db = pd.read_csv(mini_dataset / "ptbxl_database.csv")
     db.loc[db["scp_codes"].str.contains("AFIB"), "strat_fold"] = 10  # no AFIB left in folds 1-8
