@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from rare_gan import atomic, evaluate, generate, metrics, physiology, plots, train, utility
+from rare_gan.data import DataError
 from rare_gan.recipes import INITIAL
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                           "(e.g. outputs/study/results.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    table = run(args.codes.split(","), args.data, args.out, draws=args.draws, seed=args.seed, profile=args.profile,
-                pretrain_epochs=args.pretrain_epochs, held_out=args.held_out.split(",") if args.held_out else None)
+    try:
+        table = run(args.codes.split(","), args.data, args.out, draws=args.draws, seed=args.seed, profile=args.profile,
+                    pretrain_epochs=args.pretrain_epochs, held_out=args.held_out.split(",") if args.held_out else None)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(summary(table).to_string(index=False))
     print(f"rows and figures: {args.out}")
     if args.results:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from rare_gan import atomic, evaluate, generate, realism, train
+from rare_gan.data import DataError
 from rare_gan.recipes import EXPERIMENTS
 from rare_gan.utility import BENCHMARK_ANCHORS
 
@@ -412,6 +413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run_section(parser, args, argv)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     ints = lambda text: [int(s) for s in text.split(",") if s.strip()]  # noqa: E731
     codes = [c.strip().upper() for c in args.codes.split(",")]
     command = "python -m rare_gan.study " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -69,6 +69,17 @@ def test_unknown_target_fails_before_the_pretraining_and_leaves_no_folder(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_study_commands_report_unknown_codes_without_a_traceback(tmp_path, capsys):
+    from rare_gan import lowdata, study
+
+    assert lowdata.main(["--codes", "AFIBB", "--data", "demo", "--out", str(tmp_path / "ld")]) == 2
+    assert study.main(["realism", "--codes", "AFIBB", "--data", "demo", "--outputs", str(tmp_path / "st"),
+                       "--results", str(tmp_path / "st" / "results.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: unknown SCP code 'AFIBB'; did you mean AFIB") == 2 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_target_with_zero_training_records(mini_dataset, tmp_path):
     db = pd.read_csv(mini_dataset / "ptbxl_database.csv")
     db.loc[db["scp_codes"].str.contains("AFIB"), "strat_fold"] = 10  # no AFIB left in folds 1-8
