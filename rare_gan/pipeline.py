@@ -151,7 +151,7 @@ class StepFailed(RuntimeError):
 
 def run_notebook(name: str, dest: Path, parameters: dict) -> float:
     """Execute ``notebooks/<name>.ipynb`` into ``dest`` (atomically); return its wall time in s. The
-    kernel's own messages (start-up, shut-down; not the cells' output) go to ``<dest stem>.kernel.log``."""
+    kernel's own messages (start-up, shut-down; not the cells' output), if any, go to ``<dest stem>.kernel.log``."""
     import papermill as pm
 
     start = time.perf_counter()
@@ -168,6 +168,10 @@ def run_notebook(name: str, dest: Path, parameters: dict) -> float:
             os.replace(tmp, failed)
             raise StepFailed(f"{name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
                              f"executed notebook with the traceback: {failed}") from None
+        finally:
+            log_file.flush()
+            if kernel_log.stat().st_size == 0:
+                kernel_log.unlink()
     return time.perf_counter() - start
 
 

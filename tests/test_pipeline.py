@@ -72,9 +72,14 @@ def test_notebook_kernels_keep_the_console_clean(tmp_path, monkeypatch, capfd):
     err = capfd.readouterr().err
     assert "TCP" not in err and "Logging error" not in err and "WARNING" not in err
     assert "to the notebook" in (tmp_path / "out" / "98_quiet.ipynb").read_text()
-    assert (tmp_path / "out" / "98_quiet.kernel.log").is_file()
+    assert not (tmp_path / "out" / "98_quiet.kernel.log").exists()  # the kernel said nothing: no empty log left
     config = pipeline._quiet_kernel(None, tmp_path)["config"]  # sockets in a folder of the run's own, not the cwd
     assert config.KernelManager.transport == "ipc" and config.KernelManager.ip == str(tmp_path / "kernel")
+    with open(tmp_path / "tcp.log", "wb") as log:  # a socket folder too long for IPC: TCP, whose warning is logged
+        pm.execute_notebook(str(tmp_path / "notebooks" / "98_quiet.ipynb"), str(tmp_path / "tcp.ipynb"),
+                            kernel_name="python3", progress_bar=False,
+                            **pipeline._quiet_kernel(log, tmp_path / ("x" * 90)))
+    assert "without encryption" in (tmp_path / "tcp.log").read_text() and "TCP" not in capfd.readouterr().err
 
 
 def test_merge_notebooks(tmp_path):
