@@ -71,7 +71,8 @@ def _trainer_of(folder: Path, generated: pd.DataFrame) -> Path:
     the only one. FileNotFoundError when neither decides."""
     trainers = sorted(p.parent for p in folder.glob("*/generator.keras"))
     recorded = set(generated["gen_run_dir"].dropna()) if "gen_run_dir" in generated else set()
-    named = [t for t in trainers if {Path(r).name for r in recorded} == {t.name}]
+    names = {Path(r).name for r in recorded}
+    named = [t for t in trainers if names == {t.name}]
     if len(named) == 1:
         return named[0]
     if len(trainers) == 1 and not recorded:

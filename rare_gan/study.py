@@ -236,27 +236,26 @@ def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int,
     rows = []
     for code in codes:
         task = evaluate.load_task(data_dir, code)
-        fits, trunk_seconds = [], []
+        fits, trunk_seconds = [], {}
         for seed in trunk_seeds:
             trunk = utility.pretrained_cnn(task, seed, cache_root=cache, epochs=epochs)
-            trunk_seconds.append(json.loads((trunk / atomic.COMPLETE_MARKER).read_text())["seconds"])
+            trunk_seconds[seed] = json.loads((trunk / atomic.COMPLETE_MARKER).read_text())["seconds"]
             family = utility.cnn_family(trunk, task.scaler.scale_mv)
             real = utility.real_rows(family, task)
             fits.append(utility.fit_variant(family, real, "real", [seed]))
-        labels, members = [CNN_TRUNK_SEED.format(seed=s) for s in trunk_seeds], [[s] for s in trunk_seeds]
-        seconds = list(trunk_seconds)
+        members = [[s] for s in trunk_seeds]
         if len(fits) > 1:
             fits.append(dataclasses.replace(fits[0], test_scores=np.mean([f.test_scores for f in fits], axis=0),
                                             thresholds=np.mean([f.thresholds for f in fits], axis=0)))
-            labels.append(CNN_TRUNK_ENSEMBLE.format(seeds=",".join(map(str, trunk_seeds))))
             members.append(list(trunk_seeds))
-            seconds.append(sum(trunk_seconds))
-        for label, fit, seeds, trunk_s in zip(labels, fits, members, seconds):
+        for fit, seeds in zip(fits, members):
+            label = (CNN_TRUNK_SEED.format(seed=seeds[0]) if len(seeds) == 1
+                     else CNN_TRUNK_ENSEMBLE.format(seeds=",".join(map(str, seeds))))
             table = utility.utility_table(real, [fit], n_boot).set_index("metric")
             rows.append({"code": code, "family": "cnn", "variant": "real", "epochs": epochs,
                          **_with_ci(table, ("auroc",)), "n_test_positives": int(real.test_y.sum()),
-                         "trunk_seeds": seeds, "trunk_seconds": trunk_s, "machine": bench.cpu_model(),
-                         "cnn_inputs": label})
+                         "trunk_seeds": seeds, "trunk_seconds": sum(trunk_seconds[s] for s in seeds),
+                         "machine": bench.cpu_model(), "cnn_inputs": label})
         log.info("%s: CNN real-only AUROC %s", code,
                  ", ".join(f"{r['cnn_inputs']} {r['auroc']:.3f}" for r in rows[-len(fits):]))
     return rows
