@@ -152,7 +152,7 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
                        "n_test_positives": int(real.test_y.sum()), "n_test": len(real.test_y),
                        "n_synthetic": int(len(vetted[label.split(":")[0]])) if ":" in label else 0,
                        "seconds_per_fit": fit.seconds_per_fit, "classifier_seeds": list(seeds),
-                       "cnn_inputs": CNN_INPUTS}
+                       "cnn_inputs": CNN_INPUTS, "head_c": utility.CNN_HEAD_C if family.name == "cnn" else None}
                 row |= _with_ci(table.loc[label], ("auroc", "auprc", "accuracy"))
                 if ":gan@" in label:
                     d = utility.compare(real, fit, fits[f"oversample@{ratio:g}"], n_boot)
@@ -201,18 +201,19 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
     cache = Path(outputs) / "classifiers"
     tasks = {code: evaluate.load_task(data_dir, code) for code in codes}
     rows = [r | {"cnn_inputs": CNN_INPUTS} for r in utility.cnn_budget_rows(tasks[codes[0]], epochs, cache_root=cache)]
-    chosen = utility.choose_cnn_epochs(rows)
+    chosen, head_c = utility.choose_cnn_epochs(rows), utility.choose_cnn_head_c(rows)
     inputs = CNN_UNLABELLED if unlabelled else CNN_INPUTS
     rows = [] if unlabelled else rows
     for code, task in tasks.items():
         trunk = utility.pretrained_cnn(task, 0, cache_root=cache, epochs=chosen,
                                        unlabelled=task.codes if unlabelled else ())
-        cnn = utility.cnn_family(trunk, task.scaler.scale_mv)
+        cnn = utility.cnn_family(trunk, task.scaler.scale_mv, head_c)
         for family in (cnn,) if unlabelled else (utility.feature_family(), cnn):
             real = utility.real_rows(family, task)
             table = utility.utility_table(real, [utility.fit_variant(family, real, "real", seeds)], n_boot)
             rows.append({"code": code, "family": family.name, "variant": "real",
                          "epochs": chosen if family.name == "cnn" else None,
+                         "head_c": head_c if family.name == "cnn" else None,
                          **_with_ci(table.set_index("metric"), ("auroc",)),
                          "n_test_positives": int(real.test_y.sum()), "classifier_seeds": list(seeds),
                          "cnn_inputs": inputs})
@@ -224,10 +225,12 @@ CNN_TRUNK_ENSEMBLE = "leads+rhythm, mean of trunk seeds {seeds}"
 """``cnn_inputs`` of the rows of :func:`cnn_trunk_seed_rows`: one trunk seed, or the trunks' ensemble."""
 
 
-def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int, trunk_seeds: Sequence[int] = (0, 1, 2),
-                        outputs: str | Path = "outputs/study", n_boot: int = 1000) -> list[dict]:
+def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int, head_c: float,
+                        trunk_seeds: Sequence[int] = (0, 1, 2), outputs: str | Path = "outputs/study",
+                        n_boot: int = 1000) -> list[dict]:
     """Real-only test AUROC (folds 9–10) of the CNN family with each trunk seed at the budget ``epochs``
-    (the one :func:`cnn_budget_study` chose), and of the trunks' ensemble (their heads' scores averaged):
+    and head strength ``head_c`` (the ones :func:`cnn_budget_study` chose), and of the trunks' ensemble
+    (their heads' scores averaged):
     how much of the CNN's distance to the feature model is one trunk's draw. One trunk per seed serves
     every code (it learns every label of the training folds)."""
     from rare_gan import bench, utility
@@ -240,7 +243,7 @@ def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int,
         for seed in trunk_seeds:
             trunk = utility.pretrained_cnn(task, seed, cache_root=cache, epochs=epochs)
             trunk_seconds[seed] = json.loads((trunk / atomic.COMPLETE_MARKER).read_text())["seconds"]
-            family = utility.cnn_family(trunk, task.scaler.scale_mv)
+            family = utility.cnn_family(trunk, task.scaler.scale_mv, head_c)
             real = utility.real_rows(family, task)
             fits.append(utility.fit_variant(family, real, "real", [seed]))
         members = [[s] for s in trunk_seeds]
@@ -252,7 +255,7 @@ def cnn_trunk_seed_rows(data_dir: str | None, codes: Sequence[str], epochs: int,
             label = (CNN_TRUNK_SEED.format(seed=seeds[0]) if len(seeds) == 1
                      else CNN_TRUNK_ENSEMBLE.format(seeds=",".join(map(str, seeds))))
             table = utility.utility_table(real, [fit], n_boot).set_index("metric")
-            rows.append({"code": code, "family": "cnn", "variant": "real", "epochs": epochs,
+            rows.append({"code": code, "family": "cnn", "variant": "real", "epochs": epochs, "head_c": head_c,
                          **_with_ci(table, ("auroc",)), "n_test_positives": int(real.test_y.sum()),
                          "trunk_seeds": seeds, "trunk_seconds": sum(trunk_seconds[s] for s in seeds),
                          "machine": bench.cpu_model(), "cnn_inputs": label})
@@ -439,8 +442,8 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
             parser.error(f"--cnn-trunk-seeds needs the budget study's rows in {args.results}: run cnn_budget first")
         from rare_gan import utility
 
-        rows = cnn_trunk_seed_rows(args.data, codes, utility.choose_cnn_epochs(chosen), ints(args.cnn_trunk_seeds),
-                                   args.outputs)
+        rows = cnn_trunk_seed_rows(args.data, codes, utility.choose_cnn_epochs(chosen),
+                                   utility.choose_cnn_head_c(chosen), ints(args.cnn_trunk_seeds), args.outputs)
         print(pd.DataFrame(rows)[["code", "cnn_inputs", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)
               .to_string(index=False))
     elif args.section == "cnn_budget":
@@ -565,7 +568,8 @@ def utility_markdown(rows: Sequence[dict]) -> str:
     for inputs, calls in _utility_calls(table):
         gans = [v for v in dict.fromkeys(calls["variant"]) if v.endswith(":gan@0.25") and "Initial" in v]
         names = [v.removesuffix(":gan@0.25").replace("Initial", "").strip() or "beat" for v in gans]
-        lines = [f"With {TRUNKS.get(inputs, inputs)}:", "",
+        lines = [f"With {TRUNKS.get(inputs, inputs)} and a CNN head of C {head_c_of(calls[calls['family'] == 'cnn'])}:",
+                 "",
                  "| code | test positives | family | real only | class-weighted | oversampling @0.25 | "
                  + "".join(f"GAN @0.25 ({n}, Initial) | vs oversampling (Holm p) | " for n in names)
                  + "PTB-XL benchmark anchor* |", "|" + "|".join(["---"] * (7 + 2 * len(gans))) + "|"]
@@ -591,7 +595,8 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
         return "(not run)"
     trunks = table.get("cnn_inputs", pd.Series([None] * len(table))).drop_duplicates()
     lines = ["CNN trunk: " + "; ".join("12 leads alone (the earlier trunk), held-out codes' records left out"
-                                       if pd.isna(t) else str(t) for t in trunks) + ".\n",
+                                       if pd.isna(t) else str(t) for t in trunks)
+             + f"; head C {head_c_of(table[table['family'] == 'cnn'])}.\n",
              "| code | family | k | draws | real only | class-weighted | oversampling | GAN (fine-tuned on the k) |",
              "|" + "|".join(["---"] * 8) + "|"]
     for (code, family, k), g in table.groupby(["code", "family", "k_label"], sort=False):
@@ -605,6 +610,15 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
 
 OTHER_CNN_COLUMNS = {CNN_UNLABELLED: "cnn, trunk without the code's label", None: "cnn on the leads alone (earlier trunk)"}
 """Other trunks' real-only CNN AUROCs shown beside the current one (``cnn_inputs`` → column)."""
+FORMER_HEAD_C = 0.1
+"""The CNN head's inverse L2 strength before it was chosen by inner validation: rows without ``head_c``."""
+
+
+def head_c_of(rows) -> str:
+    """The head strengths that CNN rows (dicts or a DataFrame's records) were fitted with, e.g. ``"0.003"``."""
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
+    values = sorted({FORMER_HEAD_C if pd.isna(r.get("head_c", np.nan)) else r["head_c"] for r in records})
+    return "/".join(f"{c:g}" for c in values)
 
 
 def cnn_budget_markdown(rows: Sequence[dict]) -> str:
@@ -621,24 +635,32 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
     if not rows:
         return "(not run)"
     report = list(rows[0]["codes"])
-    lines = [f"| pretraining epochs | trunk seconds | macro AUROC, {rows[0]['n_common_codes']} codes with ≥ "
-             f"{rows[0]['min_positives']} fold-8 positives | " + " | ".join(
+    cs = list(rows[0].get("macro_auroc_common_by_c", {}))
+    lines = [f"| pretraining epochs | trunk seconds | " + "".join(f"head C {c} | " for c in cs)
+             + f"macro AUROC, {rows[0]['n_common_codes']} codes with ≥ {rows[0]['min_positives']} fold-8 positives"
+             + (" (best head C)" if cs else "") + " | " + " | ".join(
                  f"{c} ({rows[0]['codes'][c]['n_check_positives']} pos.)" for c in report) + " |",
-             "|" + "|".join(["---"] * (3 + len(report))) + "|"]
+             "|" + "|".join(["---"] * (3 + len(cs) + len(report))) + "|"]
     for r in sorted(rows, key=lambda r: r["epochs"]):
-        lines.append(f"| {r['epochs']} | {r['trunk_seconds']:.0f} | {_fmt(r['macro_auroc_common'])} | " + " | ".join(
-            _fmt(r["codes"][c]["auroc"]) for c in report) + " |")
+        best = f" (C {r['head_c']:g})" if cs else ""
+        lines.append(f"| {r['epochs']} | {r['trunk_seconds']:.0f} | "
+                     + "".join(f"{_fmt(r['macro_auroc_common_by_c'][c])} | " for c in cs)
+                     + (f"**{_fmt(r['macro_auroc_common'])}**{best} | " if cs else f"{_fmt(r['macro_auroc_common'])} | ")
+                     + " | ".join(_fmt(r["codes"][c]["auroc"]) for c in report) + " |")
     chosen = utility.choose_cnn_epochs(rows)
     lines.append(f"\nRule, fixed in advance: the smallest budget within {utility.CNN_BUDGET_TOLERANCE} of the best "
                  f"macro AUROC: **{chosen} epochs** (`rare_gan.utility.CNN_EPOCHS['full']` is "
-                 f"{utility.CNN_EPOCHS['full']}).")
+                 f"{utility.CNN_EPOCHS['full']})" + (
+                     f", with that budget's best head: **C {utility.choose_cnn_head_c(rows):g}** "
+                     f"(`rare_gan.utility.CNN_HEAD_C` is {utility.CNN_HEAD_C:g})." if cs else "."))
     if tests.empty:
         return "\n".join(lines)
     lines += [f"\nThen, with that budget (trunk on every training-fold record), real-only test AUROC on folds 9–10 "
               f"(mean of {len(tests['classifier_seeds'].iloc[0])} classifier seeds, 95% bootstrap CI; the CNN's seeds "
               f"share one trunk and refit a deterministic head, so its CI holds the test set's variance alone):\n",
-              "| code | test positives | features | cnn | cnn − features | PTB-XL benchmark anchor* |"
-              + "".join(f" {OTHER_CNN_COLUMNS[inputs]} |" for inputs in others),
+              f"| code | test positives | features | cnn (head C {head_c_of(tests[tests['family'] == 'cnn'])}) | "
+              "cnn − features | PTB-XL benchmark anchor* |"
+              + "".join(f" {OTHER_CNN_COLUMNS[inputs]}, head C {head_c_of(others[inputs])} |" for inputs in others),
               "|---|---|---|---|---|---|" + "---|" * len(others)]
     cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]"  # noqa: E731
     for code, g in tests.groupby("code", sort=False):
@@ -662,7 +684,8 @@ def _trunk_seed_lines(rows: Sequence[dict], tests: pd.DataFrame) -> list[str]:
     ensemble = seeds[seeds["trunk_seeds"].map(len) > 1]
     order = sorted({s for (s,) in single["trunk_seeds"]})
     machine = f", computed on {seeds['machine'].iloc[0]}" if "machine" in seeds else ""
-    lines = [f"\nThe trunk's seed (same budget, {seeds['epochs'].iloc[0]} epochs{machine}; real-only CNN, test AUROC on "
+    lines = [f"\nThe trunk's seed (same budget, {seeds['epochs'].iloc[0]} epochs, head C {head_c_of(seeds)}{machine}; "
+             f"real-only CNN, test AUROC on "
              f"folds 9–10, 95% bootstrap CI for the ensemble, whose score is the mean of the {len(order)} trunks' "
              f"heads):\n",
              "| code | " + " | ".join(f"trunk seed {s}" for s in order) + " | mean (range) | ensemble | features | "

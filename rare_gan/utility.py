@@ -33,6 +33,7 @@ only, class weighting, oversampling and GAN augmentation of the same k.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -92,8 +93,17 @@ def fit_feature_model(x: np.ndarray, y: np.ndarray, seed: int = 0, balanced: boo
         return model.fit(x, y)
 
 
-def _fit_linear_head(x: np.ndarray, y: np.ndarray, seed: int = 0, balanced: bool = False):
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, random_state=seed,
+CNN_HEAD_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+"""Inverse L2 strengths of the CNN's logistic head compared by :func:`cnn_budget_rows` (inner validation)."""
+CNN_HEAD_C = 0.003
+"""The CNN head's inverse L2 strength, chosen with the trunk's budget by ``python -m rare_gan.study
+cnn_budget`` (README *CNN trunk budget*). The trunk learnt the training folds' labels, so their
+embeddings separate the code better than unseen records' do; only a head fitted on trunk-seen
+records and scored on records the trunk never saw (folds 1–7 → fold 8) measures that."""
+
+
+def _fit_linear_head(x: np.ndarray, y: np.ndarray, seed: int = 0, balanced: bool = False, c: float = CNN_HEAD_C):
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed,
                                                                class_weight="balanced" if balanced else None))
     with threadpool_limits(1):
         return model.fit(x, y)
@@ -126,11 +136,12 @@ def feature_family() -> Family:
                   fit_jobs=-1)
 
 
-def cnn_family(trunk_dir: str | Path, scale_mv: float) -> Family:
-    """The CNN family on a pretrained trunk (``trunk_dir`` from :func:`pretrained_cnn`); inputs scaled by ``scale_mv``."""
-    return Family("cnn", cnn_embedder(trunk_dir, scale_mv), _fit_linear_head,
+def cnn_family(trunk_dir: str | Path, scale_mv: float, head_c: float = CNN_HEAD_C) -> Family:
+    """The CNN family on a pretrained trunk (``trunk_dir`` from :func:`pretrained_cnn`); inputs scaled by
+    ``scale_mv``; a logistic head of inverse L2 strength ``head_c``."""
+    return Family("cnn", cnn_embedder(trunk_dir, scale_mv), functools.partial(_fit_linear_head, c=head_c),
                   "inception/residual CNN on the 12 leads and 2 rhythm channels, pretrained multi-label on every "
-                  "training-fold record, per-code logistic head on its pooled features")
+                  f"training-fold record, per-code logistic head (C {head_c:g}) on its pooled features")
 
 
 def oof_scores(family: Family, x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 3,
@@ -288,13 +299,16 @@ CNN_BUDGET_TOLERANCE = 0.005
 
 
 def cnn_budget_rows(task, epochs: Sequence[int], seed: int = 0, cache_root: str | Path = "outputs/classifiers",
-                    min_positives: int = 5, report: Sequence[str] = ("PAC", "PVC", "CLBBB", "AFIB")) -> list[dict]:
-    """Inner validation of the trunk's pretraining budget, inside folds 1–8 only.
+                    min_positives: int = 5, report: Sequence[str] = ("PAC", "PVC", "CLBBB", "AFIB"),
+                    head_cs: Sequence[float] = CNN_HEAD_C_GRID) -> list[dict]:
+    """Inner validation of the trunk's pretraining budget and the head's L2 strength, inside folds 1–8 only.
 
     For each budget, the trunk is pretrained on folds 1–7 (:func:`pretrained_cnn`) and a logistic head
-    per code is fitted on their pooled features and scored on fold 8. The criterion is the macro
-    AUROC over every code with at least ``min_positives`` fold-8 positives (common classes, no rare
-    code decides); the codes of ``report`` are listed too, with their (few) fold-8 positives.
+    per code and inverse L2 strength of ``head_cs`` is fitted on their pooled features and scored on
+    fold 8. The criterion is the macro AUROC over every code with at least ``min_positives`` fold-8
+    positives (common classes, no rare code decides); each budget's row holds it for every C
+    (``macro_auroc_common_by_c``) and, as ``macro_auroc_common`` and ``head_c``, its best C's (ties:
+    the smaller C). The codes of ``report`` are listed too at that C, with their (few) fold-8 positives.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -313,21 +327,27 @@ def cnn_budget_rows(task, epochs: Sequence[int], seed: int = 0, cache_root: str 
         embed = cnn_embedder(trunk, task.scaler.scale_mv)
         mv = task.scaler.inverse(task.x["train"])
         x_fit, x_check = embed(mv[inner]), embed(mv[~inner])
-        aucs, positives = {}, {}
+        aucs, positives = {c: {} for c in head_cs}, {}
         for code in vocabulary:
             y_fit = np.array([code in c for c in labels["fit"]], int)
             y_check = np.array([code in c for c in labels["check"]], int)
-            if y_fit.sum() >= 2 and 0 < y_check.sum() < len(y_check):
-                head = _fit_linear_head(x_fit, y_fit, seed)
-                aucs[code], positives[code] = float(roc_auc_score(y_check, scores_of(head, x_check))), int(y_check.sum())
-        common = [aucs[c] for c in aucs if positives[c] >= min_positives]
+            if y_fit.sum() >= 2 and 0 < y_check.sum() < len(y_check) and (y_check.sum() >= min_positives
+                                                                          or code in report):
+                positives[code] = int(y_check.sum())
+                for c in head_cs:
+                    head = _fit_linear_head(x_fit, y_fit, seed, c=c)
+                    aucs[c][code] = float(roc_auc_score(y_check, scores_of(head, x_check)))
+        common = [code for code in positives if positives[code] >= min_positives]
+        by_c = {c: float(np.mean([aucs[c][code] for code in common])) if common else float("nan") for c in head_cs}
+        best = min(head_cs, key=lambda c: (-np.nan_to_num(by_c[c], nan=-np.inf), c))
         rows.append({"epochs": int(budget), "seed": seed, "trunk_seconds": seconds, "n_fit_records": int(inner.sum()),
-                     "n_check_records": int((~inner).sum()),
-                     "macro_auroc_common": float(np.mean(common)) if common else float("nan"),
+                     "n_check_records": int((~inner).sum()), "macro_auroc_common": by_c[best], "head_c": best,
+                     "macro_auroc_common_by_c": {f"{c:g}": v for c, v in by_c.items()},
                      "n_common_codes": len(common), "min_positives": min_positives,
-                     "codes": {c: {"auroc": aucs.get(c), "n_check_positives": positives.get(c, 0)} for c in report}})
-        log.info("CNN budget %d epochs: macro AUROC %.3f over %d common codes (fold 8)", budget,
-                 rows[-1]["macro_auroc_common"], len(common))
+                     "codes": {c: {"auroc": aucs[best].get(c), "n_check_positives": positives.get(c, 0)}
+                               for c in report}})
+        log.info("CNN budget %d epochs: macro AUROC %.3f over %d common codes (fold 8), head C %g", budget,
+                 rows[-1]["macro_auroc_common"], len(common), best)
     return rows
 
 
@@ -338,6 +358,12 @@ def choose_cnn_epochs(rows: Sequence[dict], tolerance: float = CNN_BUDGET_TOLERA
         raise ValueError("no budget has a macro AUROC: fold 8 holds no code with enough positives")
     best = max(r["macro_auroc_common"] for r in scored)
     return min(r["epochs"] for r in scored if r["macro_auroc_common"] >= best - tolerance)
+
+
+def choose_cnn_head_c(rows: Sequence[dict], tolerance: float = CNN_BUDGET_TOLERANCE) -> float:
+    """The head's inverse L2 strength chosen with the budget: the best one of :func:`choose_cnn_epochs`'s row."""
+    epochs = choose_cnn_epochs(rows, tolerance)
+    return next(r["head_c"] for r in rows if r["epochs"] == epochs and np.isfinite(r["macro_auroc_common"]))
 
 
 def cnn_embedder(trunk_dir: str | Path, scale_mv: float):
@@ -505,6 +531,6 @@ def subsample_positives(task, k: int | None, draw: int) -> np.ndarray:
 
 __all__ = ["FAMILIES", "BENCHMARK_ANCHORS", "test_split", "fit_feature_model", "scores_of", "Family",
            "feature_family", "cnn_family", "oof_scores", "pretrained_cnn", "cnn_budget_rows", "choose_cnn_epochs",
-           "cnn_embedder", "RHYTHM_CHANNELS", "rhythm_channels", "cnn_inputs", "Rows", "real_rows",
+           "choose_cnn_head_c", "cnn_embedder", "RHYTHM_CHANNELS", "rhythm_channels", "cnn_inputs", "Rows", "real_rows",
            "variant_rows", "Fit", "fit_variant", "utility_table", "compare", "primary_comparisons",
            "subsample_positives"]

@@ -109,6 +109,15 @@ def test_cnn_budget_table_names_the_budget_the_rule_chooses(tmp_path):
     assert lines.index("| 30 | 300 | 0.822 | 0.558 |") < lines.index("| 100 | 1000 | 0.844 | 0.608 |")
     assert "**100 epochs**" in readme.read_text() and "PAC (6 pos.)" in readme.read_text()
     assert "| PAC | 10 | 0.964 [0.914, 0.984] | 0.750 [0.700, 0.770] | -0.214 | 0.956 |" in lines
+    assert "| features | cnn (head C 0.1) |" in readme.read_text()  # rows from before the head's rule: its old C
+    by_c = {"0.003": 0.85, "0.1": 0.844}  # rows of the study that also chose the head: one column per C
+    headed = [r | {"head_c": 0.003, "macro_auroc_common_by_c": by_c} if "code" not in r else
+              r | {"head_c": 0.003 if r["family"] == "cnn" else None} for r in rows]
+    table = study.cnn_budget_markdown(headed).splitlines()
+    assert "| 100 | 1000 | 0.850 | 0.844 | **0.844** (C 0.003) | 0.608 |" in table
+    assert "| pretraining epochs | trunk seconds | head C 0.003 | head C 0.1 | macro AUROC" in table[0]
+    assert any("**C 0.003** (`rare_gan.utility.CNN_HEAD_C` is" in line for line in table)
+    assert "| features | cnn (head C 0.003) |" in "\n".join(table)
 
 
 def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir, tmp_path, monkeypatch, capsys):
@@ -139,12 +148,17 @@ def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir
     assert row["n_check_records"] == int((folds.loc[afib.ecg_ids["train"]] == 8).sum()) > 0
     assert 0 <= row["macro_auroc_common"] <= 1 and row["n_common_codes"] >= 1
     assert 0 <= row["codes"]["AFIB"]["auroc"] <= 1 and row["codes"]["NOPE"] == {"auroc": None, "n_check_positives": 0}
+    by_c = row["macro_auroc_common_by_c"]  # the head's strength: every C of the grid scored, the best one taken
+    assert list(by_c) == [f"{c:g}" for c in utility.CNN_HEAD_C_GRID]
+    assert row["macro_auroc_common"] == max(by_c.values()) == by_c[f"{row['head_c']:g}"]
+    assert row["head_c"] == min(c for c in utility.CNN_HEAD_C_GRID if by_c[f"{c:g}"] == max(by_c.values()))
+    assert tests["cnn"]["head_c"] == row["head_c"] and tests["features"]["head_c"] is None
     assert tests["cnn"]["epochs"] == utility.choose_cnn_epochs(selection) and tests["features"]["epochs"] is None
     assert all(0 <= r["auroc_ci_low"] <= r["auroc"] <= r["auroc_ci_high"] <= 1 for r in tests.values())
     assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 2  # one on folds 1-7, the chosen on 1-8
     assert "CNN trunk: 100%" in capsys.readouterr().err  # a trunk's pretraining shows its progress
     # the trunk's seed: seed 0 is the trunk above (cached), seed 1 a new one; then their ensemble
-    seeded = study.cnn_trunk_seed_rows("demo", ["AFIB"], 1, (0, 1), tmp_path, n_boot=50)
+    seeded = study.cnn_trunk_seed_rows("demo", ["AFIB"], 1, row["head_c"], (0, 1), tmp_path, n_boot=50)
     assert [r["cnn_inputs"] for r in seeded] == [study.CNN_TRUNK_SEED.format(seed=0),
                                                  study.CNN_TRUNK_SEED.format(seed=1),
                                                  study.CNN_TRUNK_ENSEMBLE.format(seeds="0,1")]

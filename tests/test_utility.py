@@ -94,6 +94,8 @@ def test_cnn_budget_rule_takes_the_smallest_budget_near_the_best():
     assert utility.choose_cnn_epochs(budgets) == 100 and utility.choose_cnn_epochs(budgets, tolerance=0.001) == 200
     with pytest.raises(ValueError, match="no budget has a macro AUROC"):
         utility.choose_cnn_epochs([{"epochs": 1, "macro_auroc_common": float("nan")}])
+    with_heads = [b | {"head_c": c} for b, c in zip(budgets, (0.01, 0.003, 0.3))]
+    assert utility.choose_cnn_head_c(with_heads) == 0.003  # the chosen budget's best head, not the best budget's
 
 
 def test_rhythm_channels_hold_each_samples_rr_interval(monkeypatch):
