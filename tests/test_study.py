@@ -257,7 +257,7 @@ def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk(
              "cnn_inputs": lowdata.CNN_TRUNK}
             for v, a, d in (("real", 0.6, 0), ("real", 0.8, 1), ("gan", 0.7, 0), ("gan", 0.7, 1))]
     table = study.low_data_markdown(rows)
-    assert table.startswith(f"CNN trunk: {lowdata.CNN_TRUNK}.")
+    assert table.startswith(f"CNN trunk: {lowdata.CNN_TRUNK}; head C 0.1.")  # rows without head_c: the old head
     assert "| PAC | cnn | 5 | 2 | 0.700 (0.600–0.800) | — | — | 0.700 |" in table
     earlier = study.low_data_markdown([{k: v for k, v in r.items() if k != "cnn_inputs"} for r in rows])
     assert earlier.startswith("CNN trunk: 12 leads alone (the earlier trunk)")
