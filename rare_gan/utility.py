@@ -375,7 +375,8 @@ def cnn_embedder(trunk_dir: str | Path, scale_mv: float):
     from rare_gan import models  # noqa: F401  (custom layers)
 
     trunk = keras.saving.load_model(Path(trunk_dir) / "trunk.keras", compile=False)
-    step = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
+    step = tf.function(lambda x: trunk(x, training=False),  # one trace for every batch size
+                       input_signature=[tf.TensorSpec((None, *trunk.input.shape[1:]), tf.float32)])
     rhythm = trunk.input.shape[-1] > N_LEADS
 
     def embed(ecgs_mv: np.ndarray, batch: int = 256) -> np.ndarray:
