@@ -437,9 +437,10 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
         rows = ablation_rows(args.data, codes, 0, args.profile, args.outputs, args.n_generate)
     elif args.section == "cnn_budget" and args.cnn_trunk_seeds:
         chosen = [r for r in results.get("cnn_budget", {}).get("rows", []) if "code" not in r
-                  and r.get("cnn_inputs") == CNN_INPUTS]
+                  and r.get("cnn_inputs") == CNN_INPUTS and "head_c" in r]
         if not chosen:
-            parser.error(f"--cnn-trunk-seeds needs the budget study's rows in {args.results}: run cnn_budget first")
+            parser.error(f"--cnn-trunk-seeds needs the budget study's rows (with the head's choice) in "
+                         f"{args.results}: run cnn_budget first")
         from rare_gan import utility
 
         rows = cnn_trunk_seed_rows(args.data, codes, utility.choose_cnn_epochs(chosen),

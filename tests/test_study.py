@@ -261,3 +261,13 @@ def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk(
     assert "| PAC | cnn | 5 | 2 | 0.700 (0.600–0.800) | — | — | 0.700 |" in table
     earlier = study.low_data_markdown([{k: v for k, v in r.items() if k != "cnn_inputs"} for r in rows])
     assert earlier.startswith("CNN trunk: 12 leads alone (the earlier trunk)")
+
+
+def test_trunk_seed_study_needs_budget_rows_that_chose_the_head(tmp_path, capsys):
+    """Budget rows from before the head's choice (no ``head_c``) cannot say which head to test: a clear error."""
+    results = tmp_path / "results.json"
+    study.write_results(results, "cnn_budget", [{"epochs": 100, "macro_auroc_common": 0.88,
+                                                 "cnn_inputs": study.CNN_INPUTS}], "python -m rare_gan.study cnn_budget")
+    with pytest.raises(SystemExit) as exit_:
+        study.main(["cnn_budget", "--cnn-trunk-seeds", "0,1", "--data", "demo", "--results", str(results)])
+    assert exit_.value.code == 2 and "with the head's choice" in capsys.readouterr().err
