@@ -90,7 +90,7 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
                                  "k": k or int(len(picks)), "k_label": str(k) if k else "all", "draw": draw,
                                  "n_synthetic": int(len(synthetic)),
                                  "n_test_positives": int(real.test_y.sum()), "cnn_inputs": CNN_TRUNK,
-                                 "head_c": utility.CNN_HEAD_C if family.name == "cnn" else None,
+                                 "head_c": family.head_c,
                                  **{f"{m}{suffix}": float(table.at[m, col]) for m in ("auroc", "auprc")
                                     for suffix, col in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))}})
             log.info("%s k=%s draw %d: %d usable synthetic ECGs (%.0f s)", code, k or "all", draw, len(synthetic),

@@ -152,7 +152,7 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
                        "n_test_positives": int(real.test_y.sum()), "n_test": len(real.test_y),
                        "n_synthetic": int(len(vetted[label.split(":")[0]])) if ":" in label else 0,
                        "seconds_per_fit": fit.seconds_per_fit, "classifier_seeds": list(seeds),
-                       "cnn_inputs": CNN_INPUTS, "head_c": utility.CNN_HEAD_C if family.name == "cnn" else None}
+                       "cnn_inputs": CNN_INPUTS, "head_c": family.head_c}
                 row |= _with_ci(table.loc[label], ("auroc", "auprc", "accuracy"))
                 if ":gan@" in label:
                     d = utility.compare(real, fit, fits[f"oversample@{ratio:g}"], n_boot)
@@ -213,7 +213,7 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
             table = utility.utility_table(real, [utility.fit_variant(family, real, "real", seeds)], n_boot)
             rows.append({"code": code, "family": family.name, "variant": "real",
                          "epochs": chosen if family.name == "cnn" else None,
-                         "head_c": head_c if family.name == "cnn" else None,
+                         "head_c": family.head_c,
                          **_with_ci(table.set_index("metric"), ("auroc",)),
                          "n_test_positives": int(real.test_y.sum()), "classifier_seeds": list(seeds),
                          "cnn_inputs": inputs})

@@ -126,6 +126,8 @@ class Family:
     seconds: dict = field(default_factory=dict)
     fit_jobs: int = 1
     """Processes that the fits of one variant (its seeds and threshold folds) share (-1: every core)."""
+    head_c: float | None = None
+    """The CNN family's head strength (``fit``'s inverse L2 strength); None for other families."""
 
 
 def feature_family() -> Family:
@@ -141,7 +143,7 @@ def cnn_family(trunk_dir: str | Path, scale_mv: float, head_c: float = CNN_HEAD_
     ``scale_mv``; a logistic head of inverse L2 strength ``head_c``."""
     return Family("cnn", cnn_embedder(trunk_dir, scale_mv), functools.partial(_fit_linear_head, c=head_c),
                   "inception/residual CNN on the 12 leads and 2 rhythm channels, pretrained multi-label on every "
-                  f"training-fold record, per-code logistic head (C {head_c:g}) on its pooled features")
+                  f"training-fold record, per-code logistic head (C {head_c:g}) on its pooled features", head_c=head_c)
 
 
 def oof_scores(family: Family, x: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 3,
