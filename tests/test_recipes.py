@@ -272,9 +272,14 @@ def test_bf16_generation_is_close_to_float32_and_recorded(pretrained, monkeypatc
     assert {layer.dtype_policy.name for layer in bf16.generator.layers if layer.weights} == {"mixed_bfloat16"}
     a, b = (generate.generate(run, 8, seed=0, code="AFIB") for run in (fp32, bf16))
     assert b.dtype == np.float32 and b.shape == a.shape and not np.array_equal(a, b)
-    other = generate.generate(fp32, 8, seed=1, code="AFIB")  # what "not the same ECGs" looks like: ~1.4 rms
-    rms = lambda x: np.sqrt(np.mean(x ** 2))  # noqa: E731
-    assert rms(a - b) < 0.25 * rms(a) and rms(a - other) > 0.8 * rms(a)  # bf16 rounding, not other ECGs
+    # bf16 rounding, not other ECGs: each bf16 ECG is nearer its fp32 twin than any other ECG drawn (a rounded R
+    # time moves a sharp QRS, so the twin's distance is up to ~0.3 of the ECG's RMS; over 6 test-profile
+    # pretrainings the twin was at most 0.54 of the nearest other ECG's distance)
+    pool = np.concatenate([a, generate.generate(fp32, 8, seed=1, code="AFIB")])
+    distance = np.sqrt(((b[:, None] - pool[None]) ** 2).mean(axis=(2, 3)))  # (8 bf16, 16 fp32)
+    twin = distance[np.arange(8), np.arange(8)].copy()
+    distance[np.arange(8), np.arange(8)] = np.inf
+    assert (twin < 0.75 * distance.min(axis=1)).all(), twin / distance.min(axis=1)
     assert (fp32.provenance["generation_precision"], bf16.provenance["generation_precision"]) == \
         ("float32", "mixed_bfloat16")
     for units, want in ((True, "mixed_bfloat16"), (False, "float32")):
