@@ -855,6 +855,17 @@ SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data"
             "timing": timing_markdown}
 
 
+def _provenance(source: Path, section: dict) -> str:
+    """The line naming where a README block's numbers come from: the one command inline, several in a
+    folded list (one per line) so that the table, not forty commands, is what the reader meets first."""
+    commands = [c for c in section.get("commands") or [section["command"]] if c]
+    if len(commands) == 1:
+        return f"_Generated from `{source.as_posix()}` (command: `{commands[0]}`)._"
+    listing = "\n".join(commands)
+    return (f"_Generated from `{source.as_posix()}`, written by the {len(commands)} commands below._\n\n"
+            f"<details><summary>The {len(commands)} commands</summary>\n\n```bash\n{listing}\n```\n</details>")
+
+
 def update_readme(readme: str | Path, results: str | Path, bench: str | Path | None = None,
                   figures: str | Path | None = None) -> Path:
     """Replace the text between ``<!-- results:<section> -->`` and ``<!-- /results:<section> -->`` in the README
@@ -870,15 +881,14 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
     data.setdefault("claims", {"command": "python -m rare_gan.study readme (from the realism and utility rows)",
                                "rows": []})
     if "realism" in data:
-        data["timing"] = {"command": data["realism"]["command"], "rows": data["realism"]["rows"]}
+        data["timing"] = {"command": "the realism section's commands", "rows": data["realism"]["rows"]}
     for section, render in SECTIONS.items():
         if section not in data:
             continue
         rows = data[section]["rows"]
         table = render(rows, data) if section in ("ablation", "claims") else render(rows)
         source = bench if section == "performance" else results
-        body = (f"<!-- results:{section} -->\n_Generated from `{Path(source).as_posix()}` "
-                f"(command: `{data[section]['command']}`)._\n\n{table}\n<!-- /results:{section} -->")
+        body = f"<!-- results:{section} -->\n{_provenance(Path(source), data[section])}\n\n{table}\n<!-- /results:{section} -->"
         text, n = re.subn(rf"<!-- results:{section} -->.*?<!-- /results:{section} -->", lambda m: body, text,
                           flags=re.S)
         if not n:

@@ -73,8 +73,14 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     assert "per data set and seed, 30 min (seed 0) / 30 min (seed 1) (cached)" in text and "(median of 5 runs" in text
     assert "Initial 3 / Modified 1 GAN seed(s)): strong C2ST Initial 0.890 vs Modified 0.950 — Initial closer" in text
     assert "Modified is not smoother than Initial (by more than 10%)" in text  # equal power above 15 Hz
+    assert "command: `the realism section's commands`" in text  # the timing block points there
     study.update_readme(readme, results, figures=figures)
     assert readme.read_text() == text  # idempotent
+    study.write_results(results, "realism", _rows(), "python -m rare_gan.study realism --seeds 2")
+    study.update_readme(readme, results, figures=figures)
+    text = readme.read_text()  # several commands: counted, then listed one per line in a folded block
+    assert "written by the 2 commands below._" in text and "command: `python -m rare_gan.study realism`" not in text
+    assert "```bash\npython -m rare_gan.study realism\npython -m rare_gan.study realism --seeds 2\n```" in text
 
 
 def test_performance_table_is_rendered_from_the_benchmark():
