@@ -6,8 +6,9 @@ plus the real-data controls of each code; ``... utility`` adds the utility rows 
 families (:func:`utility_rows`); ``... memorisation`` spells out the near-copy check of chosen
 recipes' runs (:func:`memorisation_rows`); the low-data study (:mod:`rare_gan.lowdata`) adds its own
 section; ``... figures`` draws the README's example grids and ``... readme`` rewrites the README's
-results blocks from the JSON. Each realism row is cached in its run folder (``realism.json``), so
-an interrupted study resumes where it stopped and the JSON can be rebuilt without retraining.
+results blocks from the JSON (both in :mod:`rare_gan.readme`). Each realism row is cached in its run
+folder (``realism.json``), so an interrupted study resumes where it stopped and the JSON can be
+rebuilt without retraining.
 
 Recipes and what each row means:
 
@@ -35,7 +36,6 @@ import pandas as pd
 from rare_gan import atomic, evaluate, generate, realism, train
 from rare_gan.data import DataError
 from rare_gan.recipes import EXPERIMENTS
-from rare_gan.utility import BENCHMARK_ANCHORS
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
     for code in codes:
         task = evaluate.load_task(data_dir, code)
         runs = {f"{r['recipe']} {r['configuration']}".replace("beat ", ""): r["run_dir"] for r in realism
-                if r["code"] == code and r.get("gan_seed") == gan_seed and _on_first_pretraining(r)
+                if r["code"] == code and r.get("gan_seed") == gan_seed and on_first_pretraining(r)
                 and r["recipe"] in recipes and r["configuration"] in configurations}
         vetted = {}
         for name, run_dir in runs.items():
@@ -167,7 +167,7 @@ def utility_rows(data_dir: str | None, codes: Sequence[str], realism: Sequence[d
     return rows
 
 
-def _on_first_pretraining(row: dict) -> bool:
+def on_first_pretraining(row: dict) -> bool:
     """A realism row of a run without pretraining or on pretraining 0 (GAN seed 0 also fine-tunes other
     pretrainings: ``--seeds 0 --pretrain-seeds 1``)."""
     return row.get("pretrain_seed") in (None, 0)
@@ -323,32 +323,14 @@ def memorisation_rows(data_dir: str | None, codes: Sequence[str], realism_rows_:
     return rows
 
 
-def ablation_markdown(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> str:
-    """Strong C2ST per code: research, the default recipe's stages, and each one-change fine-tuning (seed 0)."""
-    base = [r for r in realism_rows_ if r.get("gan_seed") == 0 and _on_first_pretraining(r) and r["recipe"] != "real"
-            and r["configuration"] in ("Initial", "pretrained only")]
-    table = pd.DataFrame(base + list(rows))
-    if table.empty:
-        return "(not run)"
-    table["variant"] = table["recipe"] + ", " + table["configuration"]
-    pivot = table.pivot_table(index="variant", columns="code", values="c2st_auroc", sort=False)
-    cnn = table.pivot_table(index="variant", columns="code", values="c2st_cnn_auroc", sort=False)
-    codes = list(pivot.columns)
-    lines = ["| variant (GAN seed 0) | " + " | ".join(f"{c} strong / CNN C2ST" for c in codes) + " |",
-             "|" + "|".join(["---"] * (len(codes) + 1)) + "|"]
-    for variant in pivot.index:
-        cells = [f"{pivot.at[variant, c]:.3f} / {cnn.at[variant, c]:.3f}" if pd.notna(pivot.at[variant, c]) else "—"
-                 for c in codes]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def summarise(rows: Sequence[dict]) -> pd.DataFrame:
     """Mean and range over GAN seeds per code × recipe × configuration × pretraining seed, for the issue's columns."""
     table = pd.DataFrame([r for r in rows if r["recipe"] != "real"])
     if table.empty:
         return table
-    table["pretraining"] = _pretraining(table)
+    from rare_gan.readme import pretraining_groups
+
+    table["pretraining"] = pretraining_groups(table)
     keys = [k for k in ROW_KEYS if k in table] + ["qrs_median_diff_ms", "pr_median_diff_ms", "train_seconds",
                                                   "pretrain_seconds"]
     grouped = table.groupby(["code", "recipe", "configuration", "pretraining"], sort=False)
@@ -389,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "the realism runs of GAN seed 0; cnn_budget: the CNN trunk's pretraining budget by "
                              "inner validation (folds 1-7 -> fold 8); memorisation: the near-copy check of the realism runs of "
                              "--recipes against its false-flag rate; figures: README example grids; readme: "
-                             "rewrite the README's results blocks from --results")
+                             "rewrite the README's results blocks from --results (rare_gan.readme)")
     parser.add_argument("--data", help="PTB-XL folder (default: $PTBXL_DIR, data/ptbxl, else DEMO)")
     parser.add_argument("--codes", default="PAC,PVC,CLBBB,AFIB")
     parser.add_argument("--seeds", default="0,1,2", help="GAN seeds of the default recipe")
@@ -426,12 +408,14 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     ints = lambda text: [int(s) for s in text.split(",") if s.strip()]  # noqa: E731
     codes = [c.strip().upper() for c in args.codes.split(",")]
     command = "python -m rare_gan.study " + " ".join(argv if argv is not None else sys.argv[1:])
+    from rare_gan import readme
+
     if args.section == "readme":
-        print(f"README updated: {update_readme(args.readme, args.results, args.bench, args.figures)}")
+        print(f"README updated: {readme.update_readme(args.readme, args.results, args.bench, args.figures)}")
         return 0
     results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {}
     if args.section == "figures":
-        print("figures:", example_figures(results["realism"]["rows"], args.data, args.figures))
+        print("figures:", readme.example_figures(results["realism"]["rows"], args.data, args.figures))
         return 0
     if args.section == "ablation":
         rows = ablation_rows(args.data, codes, 0, args.profile, args.outputs, args.n_generate)
@@ -449,7 +433,7 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
               .to_string(index=False))
     elif args.section == "cnn_budget":
         rows = cnn_budget_study(args.data, codes, ints(args.cnn_epochs), args.outputs, unlabelled=args.cnn_unlabelled)
-        print(cnn_budget_markdown(rows) if not args.cnn_unlabelled else
+        print(readme.cnn_budget_markdown(rows) if not args.cnn_unlabelled else
               pd.DataFrame(rows)[["code", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3).to_string(index=False))
     elif args.section == "memorisation":
         rows = memorisation_rows(args.data, codes, results["realism"]["rows"], [r.strip() for r in args.recipes.split(",")],
@@ -471,434 +455,6 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     print(f"results: {path}")
     return 0
 
-
-
-# ---------------------------------------------------------------------------------------------
-# Figures and the README's results section, rendered from results.json
-# ---------------------------------------------------------------------------------------------
-def example_figures(rows: Sequence[dict], data_dir: str | None, folder: str | Path, seed: int = 0) -> list[Path]:
-    """Per code: 4 randomly drawn real ECGs beside 4 randomly drawn ones of the default recipe
-    (Initial, first GAN seed), in the clinical layout."""
-    from rare_gan import plots
-
-    folder = Path(folder)
-    paths = []
-    for code in dict.fromkeys(r["code"] for r in rows):
-        row = next((r for r in rows if r["code"] == code and r["recipe"] == "beat" and r["configuration"] == "Initial"),
-                   None)
-        if row is None:
-            continue
-        task = evaluate.load_task(data_dir, code)
-        real = np.concatenate([task.positives_mv("train"), task.unseen_positives_mv()])
-        rng = np.random.default_rng(seed)
-        synth = generate.generate(generate.load_run(row["run_dir"]), 200, seed=row["gan_seed"])
-        path = folder / f"examples_{code}.png"
-        plots.plot_real_and_synthetic_grid(real[rng.choice(len(real), 4, replace=False)],
-                                           synth[rng.choice(len(synth), 4, replace=False)], path=path,
-                                           title=f"{code}: 4 real (randomly drawn) vs 4 SYNTHETIC (beat recipe, Initial, "
-                                                 "randomly drawn)")
-        plots.pyplot().close("all")
-        paths.append(path)
-    return paths
-
-
-def _fmt(mean: float, lo: float | None = None, hi: float | None = None, digits: int = 3) -> str:
-    if mean is None or not np.isfinite(mean):
-        return "—"
-    text = f"{mean:.{digits}f}"
-    return text + (f" ({lo:.{digits}f}–{hi:.{digits}f})" if lo is not None and hi is not None and hi > lo else "")
-
-
-def _pretraining(table: pd.DataFrame) -> pd.Series:
-    """Each run's pretraining seed as a group label ('' for a run without pretraining)."""
-    seeds = table["pretrain_seed"] if "pretrain_seed" in table else pd.Series(None, index=table.index)
-    return seeds.map(lambda s: "" if s is None or pd.isna(s) else str(int(s)))
-
-
-def realism_markdown(rows: Sequence[dict]) -> str:
-    """The README's realism table: per code × recipe × configuration × pretraining seed, mean (range) over GAN seeds."""
-    table = pd.DataFrame(rows)
-    table["pretraining"] = _pretraining(table)
-    runs = table[table["recipe"] != "real"]
-    controls = table[table["recipe"] == "real"].set_index("code")
-    controls = controls.loc[list(dict.fromkeys([c for c in runs["code"] if c in controls.index] + list(controls.index)))]
-    header = ("| code | recipe | configuration | GAN seeds | strong C2ST | CNN C2ST | TSTR AUROC | real AUROC, same "
-              "classifier | W1 HR (bpm) | W1 RR-SD (ms) | ΔQRS / ΔPR (ms) | near-copies | NN distance ratio | "
-              "pretrain + fine-tune (s) |")
-    lines = [header, "|" + "|".join(["---"] * 14) + "|"]
-    for (code, recipe, configuration, pretraining), g in runs.groupby(
-            ["code", "recipe", "configuration", "pretraining"], sort=False):
-        cell = lambda k, d=3: _fmt(g[k].mean(), g[k].min(), g[k].max(), d)  # noqa: E731
-        seeds = f"{len(g)}" + (f" on pretraining {pretraining}" if pretraining else "")
-        lines.append(f"| {code} | {recipe} | {configuration} | {seeds} | {cell('c2st_auroc')} | "
-                     f"{cell('c2st_cnn_auroc')} | {cell('tstr_auroc')} | {_fmt(g['real_auroc_same_classifier'].mean())} | "
-                     f"{cell('w1_hr_bpm', 1)} | {cell('w1_rr_sd_ms', 0)} | {g['qrs_median_diff_ms'].mean():.0f} / "
-                     f"{g['pr_median_diff_ms'].mean():.0f} | {100 * g['near_copy_fraction'].mean():.1f}% | "
-                     f"{cell('nn_distance_ratio', 2)} | {g['pretrain_seconds'].mean():.0f} + "
-                     f"{g['train_seconds'].mean():.0f} |")
-    lines += ["", "Controls on real data only (strong C2ST; 0.5 = indistinguishable):", "",
-              "| code | train vs unseen positives | common class (NORM) at the same n | jittered copies | "
-              "copies flagged by the memorisation check |", "|---|---|---|---|---|"]
-    for code, c in controls.iterrows():
-        lines.append(f"| {code} | {_fmt(c.get('c2st_real_control'))} | {_fmt(c.get('c2st_common_control'))} | "
-                     f"{_fmt(c.get('c2st_jitter_control'))} | {100 * c.get('jitter_near_copy_fraction', np.nan):.0f}% |")
-    return "\n".join(lines)
-
-
-TRUNKS = {None: "the earlier CNN trunk (12 leads alone, 30 epochs)", CNN_INPUTS: "the current CNN trunk (12 leads + "
-          "rhythm channels, the budget chosen above)"}
-"""How the README names each ``cnn_inputs`` of the utility rows."""
-
-
-def _utility_calls(table: pd.DataFrame) -> list[tuple[object, pd.DataFrame]]:
-    """The utility rows split by the CNN trunk of the call that made them (current trunk first)."""
-    inputs = (table["cnn_inputs"] if "cnn_inputs" in table else pd.Series(None, index=table.index, dtype=object)
-              ).map(lambda v: v if isinstance(v, str) else None)
-    return sorted(((key, table[inputs == key] if key else table[inputs.isna()]) for key in dict.fromkeys(inputs)),
-                  key=lambda kv: kv[0] != CNN_INPUTS)
-
-
-def utility_markdown(rows: Sequence[dict]) -> str:
-    """The README's utility tables, one per CNN trunk: per code and family, real only vs the baselines and each
-    run's GAN-augmented set (Initial runs), with CIs and the primary comparison."""
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return "(not run)"
-    cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]" if r is not None else "—"  # noqa: E731
-    blocks = []
-    for inputs, calls in _utility_calls(table):
-        gans = [v for v in dict.fromkeys(calls["variant"]) if v.endswith(":gan@0.25") and "Initial" in v]
-        names = [v.removesuffix(":gan@0.25").replace("Initial", "").strip() or "beat" for v in gans]
-        lines = [f"With {TRUNKS.get(inputs, inputs)} and a CNN head of C {head_c_of(calls[calls['family'] == 'cnn'])}:",
-                 "",
-                 "| code | test positives | family | real only | class-weighted | oversampling @0.25 | "
-                 + "".join(f"GAN @0.25 ({n}, Initial) | vs oversampling (Holm p) | " for n in names)
-                 + "PTB-XL benchmark anchor* |", "|" + "|".join(["---"] * (7 + 2 * len(gans))) + "|"]
-        for (code, family), g in calls.groupby(["code", "family"], sort=False):
-            value = lambda v: g[g["variant"] == v].iloc[0] if (g["variant"] == v).any() else None  # noqa: E731
-            cells = []
-            for v in gans:
-                gan = value(v)
-                cells += [cell(gan), "—" if gan is None or pd.isna(gan.get("p_holm")) else
-                          f"{gan['difference']:+.3f} [{gan['diff_ci_low']:+.3f}, {gan['diff_ci_high']:+.3f}] "
-                          f"(p={gan['p_holm']:.2f})"]
-            lines.append(f"| {code} | {int(g['n_test_positives'].iloc[0])} | {family} | {cell(value('real'))} | "
-                         f"{cell(value('real_weighted'))} | {cell(value('oversample@0.25'))} | "
-                         + "".join(f"{c} | " for c in cells) + f"{BENCHMARK_ANCHORS.get(code, '—')} |")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
-def low_data_markdown(rows: Sequence[dict]) -> str:
-    """The README's low-data table: AUROC mean over draws (min–max) per code × family × k × variant."""
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return "(not run)"
-    trunks = table.get("cnn_inputs", pd.Series([None] * len(table))).drop_duplicates()
-    lines = ["CNN trunk: " + "; ".join("12 leads alone (the earlier trunk), held-out codes' records left out"
-                                       if pd.isna(t) else str(t) for t in trunks)
-             + f"; head C {head_c_of(table[table['family'] == 'cnn'])}.\n",
-             "| code | family | k | draws | real only | class-weighted | oversampling | GAN (fine-tuned on the k) |",
-             "|" + "|".join(["---"] * 8) + "|"]
-    for (code, family, k), g in table.groupby(["code", "family", "k_label"], sort=False):
-        cells = []
-        for variant in ("real", "real_weighted", "oversample", "gan"):
-            v = g[g["variant"] == variant]["auroc"]
-            cells.append(_fmt(v.mean(), v.min(), v.max()) if len(v) else "—")
-        lines.append(f"| {code} | {family} | {k} | {g['draw'].nunique()} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-OTHER_CNN_COLUMNS = {CNN_UNLABELLED: "cnn, trunk without the code's label", None: "cnn on the leads alone (earlier trunk)"}
-"""Other trunks' real-only CNN AUROCs shown beside the current one (``cnn_inputs`` → column)."""
-FORMER_HEAD_C = 0.1
-"""The CNN head's inverse L2 strength before it was chosen by inner validation: rows without ``head_c``."""
-
-
-def head_c_of(rows) -> str:
-    """The head strengths that CNN rows (dicts or a DataFrame's records) were fitted with, e.g. ``"0.003"``."""
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows
-    values = sorted({FORMER_HEAD_C if pd.isna(r.get("head_c", np.nan)) else r["head_c"] for r in records})
-    return "/".join(f"{c:g}" for c in values)
-
-
-def cnn_budget_markdown(rows: Sequence[dict]) -> str:
-    """The README's table of the CNN trunk's budget selection (inner validation, fold 8) and the budget chosen."""
-    from rare_gan import utility
-
-    all_rows = rows
-    current = [r for r in rows if r.get("cnn_inputs") == CNN_INPUTS] or [r for r in rows if not r.get("cnn_inputs")]
-    others = {inputs: pd.DataFrame([r for r in rows if r.get("code") and r.get("family") == "cnn"
-                                    and r.get("cnn_inputs") == inputs and r not in current])
-              for inputs in OTHER_CNN_COLUMNS}
-    others = {inputs: table for inputs, table in others.items() if not table.empty}
-    rows, tests = [r for r in current if not r.get("code")], pd.DataFrame([r for r in current if r.get("code")])
-    if not rows:
-        return "(not run)"
-    report = list(rows[0]["codes"])
-    cs = list(rows[0].get("macro_auroc_common_by_c", {}))
-    lines = [f"| pretraining epochs | trunk seconds | " + "".join(f"head C {c} | " for c in cs)
-             + f"macro AUROC, {rows[0]['n_common_codes']} codes with ≥ {rows[0]['min_positives']} fold-8 positives"
-             + (" (best head C)" if cs else "") + " | " + " | ".join(
-                 f"{c} ({rows[0]['codes'][c]['n_check_positives']} pos.)" for c in report) + " |",
-             "|" + "|".join(["---"] * (3 + len(cs) + len(report))) + "|"]
-    for r in sorted(rows, key=lambda r: r["epochs"]):
-        best = f" (C {r['head_c']:g})" if cs else ""
-        lines.append(f"| {r['epochs']} | {r['trunk_seconds']:.0f} | "
-                     + "".join(f"{_fmt(r['macro_auroc_common_by_c'][c])} | " for c in cs)
-                     + (f"**{_fmt(r['macro_auroc_common'])}**{best} | " if cs else f"{_fmt(r['macro_auroc_common'])} | ")
-                     + " | ".join(_fmt(r["codes"][c]["auroc"]) for c in report) + " |")
-    chosen = utility.choose_cnn_epochs(rows)
-    lines.append(f"\nRule, fixed in advance: the smallest budget within {utility.CNN_BUDGET_TOLERANCE} of the best "
-                 f"macro AUROC: **{chosen} epochs** (`rare_gan.utility.CNN_EPOCHS['full']` is "
-                 f"{utility.CNN_EPOCHS['full']})" + (
-                     f", with that budget's best head: **C {utility.choose_cnn_head_c(rows):g}** "
-                     f"(`rare_gan.utility.CNN_HEAD_C` is {utility.CNN_HEAD_C:g})." if cs else "."))
-    if tests.empty:
-        return "\n".join(lines)
-    lines += [f"\nThen, with that budget (trunk on every training-fold record), real-only test AUROC on folds 9–10 "
-              f"(mean of {len(tests['classifier_seeds'].iloc[0])} classifier seeds, 95% bootstrap CI; the CNN's seeds "
-              f"share one trunk and refit a deterministic head, so its CI holds the test set's variance alone):\n",
-              f"| code | test positives | features | cnn (head C {head_c_of(tests[tests['family'] == 'cnn'])}) | "
-              "cnn − features | PTB-XL benchmark anchor* |"
-              + "".join(f" {OTHER_CNN_COLUMNS[inputs]}, head C {head_c_of(others[inputs])} |" for inputs in others),
-              "|---|---|---|---|---|---|" + "---|" * len(others)]
-    cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]"  # noqa: E731
-    for code, g in tests.groupby("code", sort=False):
-        f, c = (g[g["family"] == name].iloc[0] for name in ("features", "cnn"))
-        anchor = BENCHMARK_ANCHORS.get(code)
-        line = (f"| {code} | {f['n_test_positives']} | {cell(f)} | {cell(c)} | {c['auroc'] - f['auroc']:+.3f} | "
-                f"{anchor if anchor is not None else '—'} |")
-        for table in others.values():
-            other = table[table["code"] == code]
-            line += f" {cell(other.iloc[0]) if len(other) else '—'} |"
-        lines.append(line)
-    return "\n".join(lines + _trunk_seed_lines(all_rows, tests))
-
-
-def _trunk_seed_lines(rows: Sequence[dict], tests: pd.DataFrame) -> list[str]:
-    """The table of :func:`cnn_trunk_seed_rows` (one trunk per seed, and their ensemble) beside the feature model."""
-    seeds = pd.DataFrame([r for r in rows if r.get("trunk_seeds") is not None])
-    if seeds.empty:
-        return []
-    single = seeds[seeds["trunk_seeds"].map(len) == 1]
-    ensemble = seeds[seeds["trunk_seeds"].map(len) > 1]
-    order = sorted({s for (s,) in single["trunk_seeds"]})
-    machine = f", computed on {seeds['machine'].iloc[0]}" if "machine" in seeds else ""
-    lines = [f"\nThe trunk's seed (same budget, {seeds['epochs'].iloc[0]} epochs, head C {head_c_of(seeds)}{machine}; "
-             f"real-only CNN, test AUROC on "
-             f"folds 9–10, 95% bootstrap CI for the ensemble, whose score is the mean of the {len(order)} trunks' "
-             f"heads):\n",
-             "| code | " + " | ".join(f"trunk seed {s}" for s in order) + " | mean (range) | ensemble | features | "
-             "ensemble − features |", "|---|" + "---|" * (len(order) + 4)]
-    for code, g in single.groupby("code", sort=False):
-        by_seed = {r.trunk_seeds[0]: r.auroc for r in g.itertuples()}
-        e = ensemble[ensemble["code"] == code]
-        f = tests[(tests["code"] == code) & (tests["family"] == "features")] if not tests.empty else tests
-        feature = f["auroc"].iloc[0] if len(f) else float("nan")
-        ens = (f"{e['auroc'].iloc[0]:.3f} [{e['auroc_ci_low'].iloc[0]:.3f}, {e['auroc_ci_high'].iloc[0]:.3f}]"
-               if len(e) else "—")
-        values = list(by_seed.values())
-        lines.append(f"| {code} | " + " | ".join(_fmt(by_seed.get(s)) for s in order)
-                     + f" | {np.mean(values):.3f} ({min(values):.3f}–{max(values):.3f}) | {ens} | {_fmt(feature)} | "
-                     + (f"{e['auroc'].iloc[0] - feature:+.3f} |" if len(e) and np.isfinite(feature) else "— |"))
-    return lines
-
-
-SMOOTHER_MARGIN = 0.10
-"""'Smoother' needs at least this much less power above 15 Hz (relative), fixed in advance."""
-
-
-def claims_markdown(data: dict) -> str:
-    """One verdict per claim of the research, per code and classifier family, from the realism and utility rows."""
-    from rare_gan.report import RESEARCH_ACCURACY, RESEARCH_AUROC
-
-    lines = []
-    util = pd.DataFrame(data.get("utility", {}).get("rows", []))
-    if not util.empty:  # the rows of the call that holds the research's runs (the current trunk's if several)
-        util = next((rows for _, rows in _utility_calls(util) if rows["variant"].str.startswith("research").any()),
-                    util.iloc[:0])
-    if not util.empty:
-        for (code, family), g in util.groupby(["code", "family"], sort=False):
-            gan = g[g["variant"].str.contains(":gan@")]
-            if gan.empty:
-                continue
-            best = gan.loc[gan["auroc"].idxmax()]
-            where = ("inside its 95% CI: not refuted" if best["auroc_ci_low"] <= RESEARCH_AUROC <= best["auroc_ci_high"]
-                     else "below its CI" if RESEARCH_AUROC < best["auroc_ci_low"] else "above its CI: not reproduced")
-            acc = ("inside" if best["accuracy_ci_low"] <= RESEARCH_ACCURACY <= best["accuracy_ci_high"] else "outside")
-            lines.append(f"- **Best AUROC {RESEARCH_AUROC} / accuracy {RESEARCH_ACCURACY}** ({code}, {family}): best "
-                         f"GAN-augmented variant {best['variant']} (chosen on the test set, so optimistic) AUROC "
-                         f"{best['auroc']:.3f} [{best['auroc_ci_low']:.3f}, {best['auroc_ci_high']:.3f}] — "
-                         f"{RESEARCH_AUROC} is {where}; accuracy {best['accuracy']:.3f} "
-                         f"[{best['accuracy_ci_low']:.3f}, {best['accuracy_ci_high']:.3f}], {RESEARCH_ACCURACY} "
-                         f"{acc} it. Real only: {g[g['variant'] == 'real']['auroc'].iloc[0]:.3f}.")
-    real = pd.DataFrame(data.get("realism", {}).get("rows", []))
-    runs = real[real["recipe"].isin(["beat", "research"])] if not real.empty else real
-    if not runs.empty:  # like for like: Initial and Modified fine-tune the first pretraining (-1: none)
-        seed = runs["pretrain_seed"].fillna(-1) if "pretrain_seed" in runs else pd.Series(-1, index=runs.index)
-        runs = runs[seed == seed.groupby([runs["code"], runs["recipe"]]).transform("min")]
-    for (code, recipe), g in (runs.groupby(["code", "recipe"], sort=False) if not runs.empty else []):
-        by = {c: g[g["configuration"] == c] for c in ("Initial", "Modified")}
-        if any(v.empty for v in by.values()):
-            continue
-        ini, mod = by["Initial"], by["Modified"]
-        spread = max(np.ptp(ini["c2st_auroc"]), np.ptp(mod["c2st_auroc"]), ini["c2st_null_sd"].mean())
-        gap = ini["c2st_auroc"].mean() - mod["c2st_auroc"].mean()
-        realistic = ("Initial closer to real" if gap < -spread else "Modified closer to real" if gap > spread
-                     else "no difference beyond the GAN seeds' range and the test's null SD")
-        hf_i, hf_m, hf_r = ini["hf_ratio_median"].mean(), mod["hf_ratio_median"].mean(), ini["hf_ratio_median_real"].mean()
-        less = lambda a, b: a < (1 - SMOOTHER_MARGIN) * b  # noqa: E731
-        smooth = ("Modified is smoother than Initial and than real ECGs" if less(hf_m, hf_i) and less(hf_m, hf_r) else
-                  "Modified is smoother than Initial but not than real ECGs" if less(hf_m, hf_i) else
-                  f"Modified is not smoother than Initial (by more than {SMOOTHER_MARGIN:.0%})")
-        lines.append(f"- **'Initial more realistic', 'Modified overly smooth'** ({code}, {recipe} recipe, "
-                     f"Initial {len(ini)} / Modified {len(mod)} GAN seed(s)): strong C2ST Initial {ini['c2st_auroc'].mean():.3f} vs Modified "
-                     f"{mod['c2st_auroc'].mean():.3f} — {realistic}; median power above 15 Hz: Initial {hf_i:.3f}, "
-                     f"Modified {hf_m:.3f}, real {hf_r:.3f} — {smooth}.")
-    return "\n".join(lines) or "(not run)"
-
-
-def performance_markdown(bench: dict) -> str:
-    """The README's performance table from a ``python -m rare_gan.bench`` JSON."""
-    m, machine = bench["matmul_gflops"], bench["machine"]
-    units = [name for name, key in (("AMX", "cpu_amx_bf16"), ("AVX-512-BF16", "cpu_avx512_bf16")) if machine.get(key)]
-    cpu = f"{machine['cpu_model']}, " if machine.get("cpu_model") else ""
-    lines = [f"Measured by `python -m rare_gan.bench` in one run ({cpu}{machine['cpu_count']} cores, TensorFlow "
-             f"{machine['tensorflow']}, bf16 matrix units: {machine.get('bf16_matrix_units')}"
-             + (f" ({' + '.join(units)})" if units else "") + ", "
-             f"GPUs: {machine['gpus'] or 'none'}); matmul {m['float32']:.0f} GFLOP/s fp32, "
-             f"{m['bfloat16']:.0f} GFLOP/s bf16{_matmul_spread(bench)}. FLOPs per training sample are counted by "
-             "TensorFlow's graph profiler "
-             "on the recipe's whole training step (both networks, forward and backward, the R1 penalty's second-order "
-             "pass at its lazy rate, every discriminator scale).", "",
-             "| recipe | G / D parameters | forward MFLOP G / D | MFLOP per training sample | training samples/s "
-             "fp32 (share of fp32 matmul rate) | mixed_bfloat16 (share of bf16 rate) | bf16 speed-up | generation "
-             "ECGs/s fp32 | generation ECGs/s bf16 |", "|" + "|".join(["---"] * 9) + "|"]
-    for name, r in bench["recipes"].items():
-        t, f = r["training_samples_per_s"], r["training_fraction_of_matmul_rate"]
-        lines.append(f"| {name} | {r['generator_params']:,} / {r['discriminator_params']:,} | "
-                     f"{r['generator_mflop_forward']:.1f} / {r['discriminator_mflop_forward']:.1f} | "
-                     f"{r['mflop_per_training_sample']:.0f} | {t['float32']:.0f} ({100 * f['float32']:.0f}%) | "
-                     f"{t['mixed_bfloat16']:.0f} ({100 * f['mixed_bfloat16']:.0f}%) | {r['bf16_speedup']:.2f}× | "
-                     f"{r['generation_ecgs_per_s']:.0f} | {_rate(r.get('generation_ecgs_per_s_bf16'))} |")
-    ref, speed = bench["reference_generators_ecgs_per_s"], bench["generation_speedup_vs"]
-    bf16 = next(iter(bench["recipes"].values())).get("generation_ecgs_per_s_bf16")
-    deepfake = (f"{ref['deepfake_ecg']:.0f} ECGs/s (the default recipe generates {speed['deepfake_ecg']:.1f}× faster"
-                + (f", {bf16 / ref['deepfake_ecg']:.1f}× in bf16)" if bf16 else ")")
-                if isinstance(ref["deepfake_ecg"], float) else ref["deepfake_ecg"])
-    lines += ["", f"Reference generators timed in the same run: neurokit2 `ecg_simulate(method=\"multileads\")` "
-                  f"{ref['neurokit2_multileads']:.2f} ECGs/s; DeepFake-ECG {deepfake}. Peak RSS "
-                  f"{bench['peak_rss_mib']:.0f} MiB."]
-    ablations = bench.get("step_ablations_samples_per_s")
-    if ablations:
-        base = ablations["as is"]
-        lines += ["", "What the default recipe's training step spends its time on (`--ablations`: fp32 samples/s with "
-                      f"one part removed or changed): as is {base:.0f}; " + "; ".join(
-                          f"{name} {rate:.0f} ({100 * (rate / base - 1):+.0f}%)"
-                          for name, rate in ablations.items() if name != "as is") + "."]
-    return "\n".join(lines)
-
-
-def _matmul_spread(bench: dict) -> str:
-    """How the matmul rate measured before and after the training timings compares (shares use the higher)."""
-    first_last = bench.get("matmul_gflops_first_last")
-    if not first_last:
-        return ""
-    fp32, bf16 = first_last["float32"], first_last["bfloat16"]
-    text = (f" (the higher of two measurements, before and after the training timings: fp32 {fp32[0]:.0f} / "
-            f"{fp32[1]:.0f}, bf16 {bf16[0]:.0f} / {bf16[1]:.0f})")
-    if not bench.get("matmul_rate_stable", True):
-        text += (" — **the machine's speed changed by more than 15% during this run** (a shared virtual machine), "
-                 "so the shares of the matmul rate below are uncertain")
-    return text
-
-
-def _rate(value) -> str:
-    return "not measured" if value is None else f"{value:.0f}"
-
-
-def timing_markdown(rows: Sequence[dict]) -> str:
-    """Wall times of the study's runs on this machine (from the realism rows' run folders)."""
-    t = pd.DataFrame(rows)
-    t = t[t["recipe"].isin(["beat", "research"])] if not t.empty else t
-    if t.empty:
-        return "(not run)"
-    lines = []
-    beat, research = t[t["recipe"] == "beat"], t[t["recipe"] == "research"]
-    if not beat.empty:
-        pre = beat.drop_duplicates("pretrain_seed").sort_values("pretrain_seed")
-        each = " / ".join(f"{r.pretrain_seconds / 60:.0f} min (seed {r.pretrain_seed:.0f})" for r in pre.itertuples())
-        lines.append(f"- default recipe (`beat`, full profile): pretraining on every training-fold record, per data "
-                     f"set and seed, {each} (cached), then fine-tuning one code × configuration "
-                     f"{beat['train_seconds'].median():.0f} s "
-                     f"(median of {len(beat)} runs, {beat['train_seconds'].min():.0f}–{beat['train_seconds'].max():.0f} s);")
-    if not research.empty:
-        lines.append(f"- `research` recipe (full profile, from scratch): {research['train_seconds'].median():.0f} s per "
-                     f"code × configuration (median of {len(research)} runs).")
-    return "\n".join(lines)
-
-
-def figures_markdown(folder: str | Path, readme: Path) -> str:
-    """Image links to the example grids written by ``python -m rare_gan.study figures``."""
-    import os
-
-    paths = sorted(Path(folder).glob("examples_*.png"))
-    return "\n\n".join(f"![{p.stem.split('_', 1)[1]}: 4 real vs 4 synthetic ECGs]"
-                         f"({Path(os.path.relpath(p, readme.parent)).as_posix()})" for p in paths) or "(not run)"
-
-
-SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data": low_data_markdown,
-            "cnn_budget": cnn_budget_markdown,
-            "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", [])),
-            "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown,
-            "timing": timing_markdown}
-
-
-def _provenance(source: Path, section: dict) -> str:
-    """The line naming where a README block's numbers come from: the one command inline, several in a
-    folded list (one per line) so that the table, not forty commands, is what the reader meets first."""
-    commands = [c for c in section.get("commands") or [section["command"]] if c]
-    if len(commands) == 1:
-        return f"_Generated from `{source.as_posix()}` (command: `{commands[0]}`)._"
-    listing = "\n".join(commands)
-    return (f"_Generated from `{source.as_posix()}`, written by the {len(commands)} commands below._\n\n"
-            f"<details><summary>The {len(commands)} commands</summary>\n\n```bash\n{listing}\n```\n</details>")
-
-
-def update_readme(readme: str | Path, results: str | Path, bench: str | Path | None = None,
-                  figures: str | Path | None = None) -> Path:
-    """Replace the text between ``<!-- results:<section> -->`` and ``<!-- /results:<section> -->`` in the README
-    by the section rendered from ``results`` (and ``bench``, a benchmark JSON): numbers are never typed by hand."""
-    import re
-
-    readme, data = Path(readme), json.loads(Path(results).read_text())
-    if bench is not None and Path(bench).is_file():
-        rows = json.loads(Path(bench).read_text())
-        flags = (" --quick" if rows.get("quick") else "") + (" --ablations" if "step_ablations_samples_per_s" in rows else "")
-        data["performance"] = {"command": f"python -m rare_gan.bench{flags}", "rows": rows}
-    text = readme.read_text()
-    data.setdefault("claims", {"command": "python -m rare_gan.study readme (from the realism and utility rows)",
-                               "rows": []})
-    if "realism" in data:
-        data["timing"] = {"command": "the realism section's commands", "rows": data["realism"]["rows"]}
-    for section, render in SECTIONS.items():
-        if section not in data:
-            continue
-        rows = data[section]["rows"]
-        table = render(rows, data) if section in ("ablation", "claims") else render(rows)
-        source = bench if section == "performance" else results
-        body = f"<!-- results:{section} -->\n{_provenance(Path(source), data[section])}\n\n{table}\n<!-- /results:{section} -->"
-        text, n = re.subn(rf"<!-- results:{section} -->.*?<!-- /results:{section} -->", lambda m: body, text,
-                          flags=re.S)
-        if not n:
-            log.warning("README has no <!-- results:%s --> block; section not written", section)
-    if figures is not None:
-        text = re.sub(r"<!-- figures -->.*?<!-- /figures -->",
-                      lambda m: f"<!-- figures -->\n{figures_markdown(figures, readme)}\n<!-- /figures -->", text,
-                      flags=re.S)
-    atomic.write_text(readme, text)
-    return readme
 
 
 if __name__ == "__main__":

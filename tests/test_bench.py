@@ -86,7 +86,7 @@ def test_step_ablations_change_one_thing_each(monkeypatch):
 
 def test_matmul_rate_is_measured_before_and_after_the_timings(monkeypatch):
     """Shares of the matmul rate use the higher of two measurements; a >15% drift is flagged, and rendered."""
-    from rare_gan import generate, study
+    from rare_gan import generate, readme
 
     rates = {"float32": iter([300e9, 200e9]), "bfloat16": iter([900e9, 880e9])}
     monkeypatch.setattr(bench, "matmul_flops", lambda dtype: next(rates[dtype]))
@@ -104,10 +104,10 @@ def test_matmul_rate_is_measured_before_and_after_the_timings(monkeypatch):
     assert result["matmul_rate_stable"] is False  # fp32 fell by a third
     shares = result["recipes"]["research"]["training_fraction_of_matmul_rate"]
     assert shares == {"float32": 100 * 1e9 / 300e9, "mixed_bfloat16": 150 * 1e9 / 900e9}
-    text = study.performance_markdown(result)
+    text = readme.performance_markdown(result)
     assert "fp32 300 / 200, bf16 900 / 880)" in text and "changed by more than 15%" in text
     result["matmul_rate_stable"] = True
-    assert "changed by more than 15%" not in study.performance_markdown(result)
+    assert "changed by more than 15%" not in readme.performance_markdown(result)
 
 
 def test_evaluation_timing_runs_notebook_05s_sections_on_stand_in_runs(demo_dir, tmp_path, monkeypatch):

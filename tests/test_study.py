@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rare_gan import evaluate, lowdata, study
+from rare_gan import evaluate, lowdata, readme, study
 
 
 def _run_row(code="PAC", recipe="beat", configuration="Initial", seed=0, c2st=0.9, **extra):
@@ -46,7 +46,7 @@ def test_write_results_replaces_recomputed_rows_and_keeps_the_rest(tmp_path):
 
 
 def test_realism_table_gives_mean_and_range_over_seeds_per_pretraining():
-    text = study.realism_markdown(_rows() + [_run_row(seed=1, c2st=0.7, pretrain_seed=1)])
+    text = readme.realism_markdown(_rows() + [_run_row(seed=1, c2st=0.7, pretrain_seed=1)])
     lines = [l for l in text.splitlines() if l.startswith("| PAC | beat | Initial |")]
     assert "| 3 on pretraining 0 | 0.890 (0.880–0.900) |" in lines[0]
     assert "| 1 on pretraining 1 | 0.700 |" in lines[1]
@@ -61,12 +61,12 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     figures = tmp_path / "figures"
     figures.mkdir()
     (figures / "examples_PAC.png").write_bytes(b"png")
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:realism -->\nold\n<!-- /results:realism -->\n"
+    readme_md = tmp_path / "README.md"
+    readme_md.write_text("intro\n<!-- results:realism -->\nold\n<!-- /results:realism -->\n"
                       "<!-- figures -->\n<!-- /figures -->\n<!-- results:timing -->\n<!-- /results:timing -->\n"
                       "<!-- results:claims -->\n<!-- /results:claims -->\nend\n")
-    study.update_readme(readme, results, figures=figures)
-    text = readme.read_text()
+    readme.update_readme(readme_md, results, figures=figures)
+    text = readme_md.read_text()
     assert "\nold\n" not in text and text.startswith("intro") and text.endswith("end\n")
     assert "0.890 (0.880–0.900)" in text and "command: `python -m rare_gan.study realism`" in text
     assert "![PAC: 4 real vs 4 synthetic ECGs](figures/examples_PAC.png)" in text
@@ -74,11 +74,11 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     assert "Initial 3 / Modified 1 GAN seed(s)): strong C2ST Initial 0.890 vs Modified 0.950 — Initial closer" in text
     assert "Modified is not smoother than Initial (by more than 10%)" in text  # equal power above 15 Hz
     assert "command: `the realism section's commands`" in text  # the timing block points there
-    study.update_readme(readme, results, figures=figures)
-    assert readme.read_text() == text  # idempotent
+    readme.update_readme(readme_md, results, figures=figures)
+    assert readme_md.read_text() == text  # idempotent
     study.write_results(results, "realism", _rows(), "python -m rare_gan.study realism --seeds 2")
-    study.update_readme(readme, results, figures=figures)
-    text = readme.read_text()  # several commands: counted, then listed one per line in a folded block
+    readme.update_readme(readme_md, results, figures=figures)
+    text = readme_md.read_text()  # several commands: counted, then listed one per line in a folded block
     assert "written by the 2 commands below._" in text and "command: `python -m rare_gan.study realism`" not in text
     assert "```bash\npython -m rare_gan.study realism\npython -m rare_gan.study realism --seeds 2\n```" in text
 
@@ -87,14 +87,14 @@ def test_performance_table_is_rendered_from_the_benchmark():
     bench = json.loads((Path(__file__).resolve().parents[1] / "outputs" / "reference" / "bench.json").read_text())
     beat = bench["recipes"]["beat"]
     beat.pop("generation_ecgs_per_s_bf16", None)
-    row = next(line for line in study.performance_markdown(bench).splitlines() if line.startswith("| beat |"))
+    row = next(line for line in readme.performance_markdown(bench).splitlines() if line.startswith("| beat |"))
     assert row.endswith(f"| {beat['generation_ecgs_per_s']:.0f} | not measured |")
     beat["generation_ecgs_per_s_bf16"] = 3890.4
-    row = next(line for line in study.performance_markdown(bench).splitlines() if line.startswith("| beat |"))
+    row = next(line for line in readme.performance_markdown(bench).splitlines() if line.startswith("| beat |"))
     assert row.endswith(f"| {beat['generation_ecgs_per_s']:.0f} | 3890 |") and row.count("|") == 10
     bench["machine"].update(cpu_model="AMD EPYC", cpu_amx_bf16=False, cpu_avx512_bf16=True, bf16_matrix_units=True)
-    assert "in one run (AMD EPYC, 2 cores, TensorFlow" in study.performance_markdown(bench)
-    assert "bf16 matrix units: True (AVX-512-BF16), GPUs: none" in study.performance_markdown(bench)
+    assert "in one run (AMD EPYC, 2 cores, TensorFlow" in readme.performance_markdown(bench)
+    assert "bf16 matrix units: True (AVX-512-BF16), GPUs: none" in readme.performance_markdown(bench)
 
 
 def test_cnn_budget_table_names_the_budget_the_rule_chooses(tmp_path):
@@ -107,19 +107,19 @@ def test_cnn_budget_table_names_the_budget_the_rule_chooses(tmp_path):
     results = tmp_path / "results.json"
     study.write_results(results, "cnn_budget", rows, "python -m rare_gan.study cnn_budget")
     assert len(json.loads(results.read_text())["cnn_budget"]["rows"]) == 5  # one row per budget, none merged away
-    readme = tmp_path / "README.md"
-    readme.write_text("<!-- results:cnn_budget -->\n<!-- /results:cnn_budget -->\n")
-    study.update_readme(readme, results)
-    lines = readme.read_text().splitlines()
+    readme_md = tmp_path / "README.md"
+    readme_md.write_text("<!-- results:cnn_budget -->\n<!-- /results:cnn_budget -->\n")
+    readme.update_readme(readme_md, results)
+    lines = readme_md.read_text().splitlines()
     assert "| 30 | 300 | 0.822 | 0.558 |" in lines and "| 200 | 2000 | 0.848 | — |" in lines
     assert lines.index("| 30 | 300 | 0.822 | 0.558 |") < lines.index("| 100 | 1000 | 0.844 | 0.608 |")
-    assert "**100 epochs**" in readme.read_text() and "PAC (6 pos.)" in readme.read_text()
+    assert "**100 epochs**" in readme_md.read_text() and "PAC (6 pos.)" in readme_md.read_text()
     assert "| PAC | 10 | 0.964 [0.914, 0.984] | 0.750 [0.700, 0.770] | -0.214 | 0.956 |" in lines
-    assert "| features | cnn (head C 0.1) |" in readme.read_text()  # rows from before the head's rule: its old C
+    assert "| features | cnn (head C 0.1) |" in readme_md.read_text()  # rows from before the head's rule: its old C
     by_c = {"0.003": 0.85, "0.1": 0.844}  # rows of the study that also chose the head: one column per C
     headed = [r | {"head_c": 0.003, "macro_auroc_common_by_c": by_c} if "code" not in r else
               r | {"head_c": 0.003 if r["family"] == "cnn" else None} for r in rows]
-    table = study.cnn_budget_markdown(headed).splitlines()
+    table = readme.cnn_budget_markdown(headed).splitlines()
     assert "| 100 | 1000 | 0.850 | 0.844 | **0.844** (C 0.003) | 0.608 |" in table
     assert "| pretraining epochs | trunk seconds | head C 0.003 | head C 0.1 | macro AUROC" in table[0]
     assert any("**C 0.003** (`rare_gan.utility.CNN_HEAD_C` is" in line for line in table)
@@ -171,7 +171,7 @@ def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir
     assert [r["trunk_seeds"] for r in seeded] == [[0], [1], [0, 1]]
     assert seeded[0]["auroc"] == pytest.approx(tests["cnn"]["auroc"], abs=1e-12)
     assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 3
-    table = study.cnn_budget_markdown(rows + seeded)
+    table = readme.cnn_budget_markdown(rows + seeded)
     assert "| trunk seed 0 | trunk seed 1 | mean (range) | ensemble |" in table
     assert f"| AFIB | {seeded[0]['auroc']:.3f} | {seeded[1]['auroc']:.3f} |" in table
 
@@ -192,7 +192,7 @@ def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir
     (unlabelled,) = [t for t in trunks if t.get("unlabelled")]
     assert unlabelled["unlabelled"] == ["AFIB"] and "AFIB" not in unlabelled["codes"] and not unlabelled["excluded"]
     assert unlabelled["n_records"] == len(afib.y["train"])  # its records all stay
-    table = study.cnn_budget_markdown(rows + [other])
+    table = readme.cnn_budget_markdown(rows + [other])
     assert "cnn, trunk without the code's label" in table and f"{other['auroc']:.3f} [" in table
 
 
@@ -234,13 +234,13 @@ def test_utility_rows_of_two_cnn_trunks_get_a_table_each_and_claims_use_the_rese
     study.write_results(results, "utility", earlier, "python -m rare_gan.study utility")
     study.write_results(results, "utility", current, "python -m rare_gan.study utility --recipes agree")
     assert len(json.loads(results.read_text())["utility"]["rows"]) == 7  # the second call replaced nothing
-    text = study.utility_markdown(json.loads(results.read_text())["utility"]["rows"])
+    text = readme.utility_markdown(json.loads(results.read_text())["utility"]["rows"])
     first, second = text.split("\n\nWith ")
-    assert first.startswith(f"With {study.TRUNKS[study.CNN_INPUTS]}") and "GAN @0.25 (agree, Initial)" in first
+    assert first.startswith(f"With {readme.TRUNKS[study.CNN_INPUTS]}") and "GAN @0.25 (agree, Initial)" in first
     assert "| PAC | 10 | cnn | 0.930 [0.880, 0.950] | — | 0.920 [0.870, 0.940] | 0.990" in first
     assert "12 leads alone" in second and "(beat, Initial)" in second and "(research, Initial)" in second
     assert "+0.010 [-0.020, +0.030] (p=0.80)" in second
-    claims = study.claims_markdown(json.loads(results.read_text()))
+    claims = readme.claims_markdown(json.loads(results.read_text()))
     assert "research Initial:gan@0.25" in claims and "agree" not in claims and "Real only: 0.750" in claims
 
 
@@ -251,21 +251,21 @@ def test_seed_0_runs_on_another_pretraining_stay_out_of_the_seed_0_tables():
         return {"code": "PAC", "recipe": "bounded", "configuration": "Initial", "gan_seed": 0,
                 "pretrain_seed": pretrain_seed, "c2st_auroc": auroc, "c2st_cnn_auroc": 0.5, "run_dir": f"p{pretrain_seed}"}
     realism = [run(0, 0.9), run(1, 0.5), {**run(None, 0.99), "recipe": "research"}]
-    table = study.ablation_markdown([{"code": "PAC", "recipe": "bounded", "configuration": "fine-tuned without R1",
+    table = readme.ablation_markdown([{"code": "PAC", "recipe": "bounded", "configuration": "fine-tuned without R1",
                                       "c2st_auroc": 0.8, "c2st_cnn_auroc": 0.6}], realism)
     assert "| bounded, Initial | 0.900 / 0.500 |" in table and "0.700" not in table
     assert "| research, Initial | 0.990 / 0.500 |" in table and "| bounded, fine-tuned without R1 | 0.800 / 0.600 |" in table
-    assert [r["run_dir"] for r in realism if study._on_first_pretraining(r)] == ["p0", "pNone"]
+    assert [r["run_dir"] for r in realism if study.on_first_pretraining(r)] == ["p0", "pNone"]
 
 
 def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk():
     rows = [{"code": "PAC", "family": "cnn", "k_label": "5", "variant": v, "auroc": a, "draw": d,
              "cnn_inputs": lowdata.CNN_TRUNK}
             for v, a, d in (("real", 0.6, 0), ("real", 0.8, 1), ("gan", 0.7, 0), ("gan", 0.7, 1))]
-    table = study.low_data_markdown(rows)
+    table = readme.low_data_markdown(rows)
     assert table.startswith(f"CNN trunk: {lowdata.CNN_TRUNK}; head C 0.1.")  # rows without head_c: the old head
     assert "| PAC | cnn | 5 | 2 | 0.700 (0.600–0.800) | — | — | 0.700 |" in table
-    earlier = study.low_data_markdown([{k: v for k, v in r.items() if k != "cnn_inputs"} for r in rows])
+    earlier = readme.low_data_markdown([{k: v for k, v in r.items() if k != "cnn_inputs"} for r in rows])
     assert earlier.startswith("CNN trunk: 12 leads alone (the earlier trunk)")
 
 
