@@ -83,6 +83,36 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     assert "```bash\npython -m rare_gan.study realism\npython -m rare_gan.study realism --seeds 2\n```" in text
 
 
+def test_targets_table_judges_each_target_from_the_rows():
+    """Mean over the default recipe's GAN seeds against each bound; the lowest 3-seed candidate named beside it;
+    the CNN judged on its worst trunk seed; the speed targets from the benchmark."""
+    rows = _rows() + [_run_row(recipe="cand", seed=s, c2st=0.75, w1_hr_bpm=6.0) for s in range(3)]
+    rows += [_run_row(recipe="lucky", seed=0, c2st=0.55)]  # one seed: not a candidate's result
+    rows += [_run_row(code="PVC", seed=s, c2st=0.79 + 0.02 * s, tstr_auroc=0.89, pr_median_diff_ms=-30.0) for s in range(3)]
+    budget = [{"code": c, "family": f, "cnn_inputs": study.CNN_INPUTS, "auroc": a}
+              for c, f, a in (("PAC", "features", 0.96), ("PVC", "features", 0.94))]
+    budget += [{"code": "PAC", "family": "cnn", "cnn_inputs": study.CNN_TRUNK_SEED.format(seed=s), "auroc": a}
+               for s, a in enumerate((0.95, 0.90))]
+    bench = {"machine": {"cpu_model": "X", "cpu_count": 2}, "generation_speedup_vs": {"deepfake_ecg": 25.0},
+             "recipes": {"beat": {"training_fraction_of_matmul_rate": {"float32": 0.61}, "bf16_speedup": 1.2,
+                                  "generation_ecgs_per_s": 2000.0, "generation_ecgs_per_s_bf16": 5100.0}}}
+    text = readme.targets_markdown({"realism": {"rows": rows}, "cnn_budget": {"rows": budget},
+                                    "performance": {"rows": bench}})
+    line = {l.split(" | ")[0].lstrip("| "): l for l in text.splitlines() if l.startswith("| ")}
+    assert line["strong C2ST ≤ 0.80, `beat` Initial (3 GAN seeds)"] == \
+        "| strong C2ST ≤ 0.80, `beat` Initial (3 GAN seeds) | 0.890 (0.880–0.900) | 0.810 (0.790–0.830) | — | — | no (0 of 2) |"
+    lowest = line["strong C2ST ≤ 0.80, lowest candidate (≥ 3 GAN seeds; picked after the fact)"]
+    assert "0.750 `cand`" in lowest and "lucky" not in lowest and lowest.endswith("| no (1 of 2) |")
+    assert line["TSTR AUROC ≥ 0.90 (PAC, PVC)"].endswith("| 0.910 | 0.890 |  |  | no (1 of 2) |")
+    assert line["\\|median PR difference\\| ≤ 20 ms"].endswith("| 5 | 30 | — | — | no (1 of 2) |")  # |−30| > 20
+    assert line["real-only feature model AUROC ≥ 0.95"].endswith("| 0.960 | 0.940 | — | — | no (1 of 2) |")
+    assert line["CNN within 0.05 of it (worst trunk seed, CNN − features)"].endswith("| -0.060 | — | — | — | no (0 of 1) |")
+    assert line["training ≥ 0.6 × the fp32 matmul rate"].endswith("| 0.61 | yes |")
+    assert line["bf16 training ≥ 1.6 × fp32"].endswith("| no |")
+    assert line["generation ≥ 5,000 ECGs/s"].endswith("| 2,000 fp32, 5,100 bf16 | yes |")
+    assert line["generation ≥ 20 × DeepFake-ECG"].endswith("| 25.0× | yes |")
+
+
 def test_performance_table_is_rendered_from_the_benchmark():
     bench = json.loads((Path(__file__).resolve().parents[1] / "outputs" / "reference" / "bench.json").read_text())
     beat = bench["recipes"]["beat"]
