@@ -8,8 +8,10 @@ folds 1–8 only; :func:`rare_gan.utility.subsample_positives`):
   another positive; its generated ECGs are kept when plausible and not near-copies (a classifier
   trained on 5 positives is no judge of confidence);
 * both classifier families (:mod:`rare_gan.utility`; the CNN trunk is likewise pretrained without
-  the studied codes) are trained on the k positives + every real negative as: real only, class
-  weighting, oversampling to ``ratio`` positives, GAN augmentation to ``ratio`` positives;
+  the studied codes, and its head has the strength chosen for codes a trunk never learnt,
+  :data:`rare_gan.utility.CNN_HEAD_C_UNSEEN`) are trained on the k positives + every real negative
+  as: real only, class weighting, oversampling to ``ratio`` positives, GAN augmentation to
+  ``ratio`` positives;
 * AUROC and AUPRC on the fixed test set (folds 9–10) with stratified-bootstrap CIs.
 
 ``python -m rare_gan.lowdata --codes PAC,PVC --data ../shared/ptbxl`` or ``./run_all.sh --low-data PAC,PVC``.
@@ -66,7 +68,7 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
     task = evaluate.load_task(data_dir, code)
     trunk = utility.pretrained_cnn(task, seed, exclude=all_codes, cache_root=trunk_root,
                                    epochs=utility.CNN_EPOCHS[profile])
-    families = [utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv)]
+    families = [utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv, utility.CNN_HEAD_C_UNSEEN)]
     rows = []
     for k in ks:
         for draw in range(draws if k is not None else 1):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rare_gan import atomic, evaluate, generate
-from rare_gan.study import CNN_INPUTS, CNN_UNLABELLED, on_first_pretraining
+from rare_gan.study import CNN_INPUTS, CNN_UNLABELLED, CNN_UNSEEN_HEAD, on_first_pretraining
 from rare_gan.utility import BENCHMARK_ANCHORS
 
 log = logging.getLogger(__name__)
@@ -221,6 +221,7 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
                  f"{utility.CNN_EPOCHS['full']})" + (
                      f", with that budget's best head: **C {utility.choose_cnn_head_c(rows):g}** "
                      f"(`rare_gan.utility.CNN_HEAD_C` is {utility.CNN_HEAD_C:g})." if cs else "."))
+    lines += _unseen_head_lines(all_rows)
     if tests.empty:
         return "\n".join(lines)
     lines += [f"\nThen, with that budget (trunk on every training-fold record), real-only test AUROC on folds 9–10 "
@@ -241,6 +242,25 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
             line += f" {cell(other.iloc[0]) if len(other) else '—'} |"
         lines.append(line)
     return "\n".join(lines + _trunk_seed_lines(all_rows, tests))
+
+
+def _unseen_head_lines(rows: Sequence[dict]) -> list[str]:
+    """The head's strength for codes the trunk never learnt (``cnn_budget --cnn-unseen-head``), by C."""
+    from rare_gan import utility
+
+    unseen = [r for r in rows if r.get("cnn_inputs") == CNN_UNSEEN_HEAD]
+    if not unseen:
+        return []
+    r = unseen[-1]
+    cs = list(r["macro_auroc_common_by_c"])
+    return [f"\nThe low-data study's trunk never saw the codes it is tested on, so its head's strength is chosen the "
+            f"same way for that case: a trunk on folds 1–7 ({r['epochs']} epochs) for which every other common code "
+            f"({', '.join(r['unseen_codes'])}) is not a target, and the fold-8 macro AUROC over those {r['n_common_codes']} "
+            "codes by head C:\n", "| " + " | ".join(f"head C {c}" for c in cs) + " | chosen |",
+            "|" + "---|" * (len(cs) + 1),
+            "| " + " | ".join(f"**{_fmt(v)}**" if c == f"{r['head_c']:g}" else _fmt(v)
+                              for c, v in r["macro_auroc_common_by_c"].items()) + f" | C {r['head_c']:g} |",
+            f"\n(`rare_gan.utility.CNN_HEAD_C_UNSEEN`, which the low-data study uses, is {utility.CNN_HEAD_C_UNSEEN:g}.)"]
 
 
 def _trunk_seed_lines(rows: Sequence[dict], tests: pd.DataFrame) -> list[str]:

@@ -195,7 +195,8 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
     ``code``), then the real-only test AUROC (folds 9–10) of both families with that budget, one row per
     code and family: how far the CNN is from the feature model, measured after the choice. Every row
     names the trunk's inputs (``cnn_inputs``: the 12 leads and the rhythm channels). With ``unlabelled``:
-    only the CNN rows of one trunk per code that never learnt that code's label (:data:`CNN_UNLABELLED`)."""
+    only the CNN rows of one trunk per code that never learnt that code's label (:data:`CNN_UNLABELLED`), with the
+    head chosen for such codes (:data:`rare_gan.utility.CNN_HEAD_C_UNSEEN`)."""
     from rare_gan import utility
 
     cache = Path(outputs) / "classifiers"
@@ -207,7 +208,7 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
     for code, task in tasks.items():
         trunk = utility.pretrained_cnn(task, 0, cache_root=cache, epochs=chosen,
                                        unlabelled=task.codes if unlabelled else ())
-        cnn = utility.cnn_family(trunk, task.scaler.scale_mv, head_c)
+        cnn = utility.cnn_family(trunk, task.scaler.scale_mv, utility.CNN_HEAD_C_UNSEEN if unlabelled else head_c)
         for family in (cnn,) if unlabelled else (utility.feature_family(), cnn):
             real = utility.real_rows(family, task)
             table = utility.utility_table(real, [utility.fit_variant(family, real, "real", seeds)], n_boot)
@@ -220,6 +221,9 @@ def cnn_budget_study(data_dir: str | None, codes: Sequence[str], epochs: Sequenc
     return rows
 
 
+CNN_UNSEEN_HEAD = "leads+rhythm, every other common code unlabelled"
+"""``cnn_inputs`` of the selection rows of ``cnn_budget --cnn-unseen-head``: the head's strength for codes the trunk
+never learnt (:func:`rare_gan.utility.cnn_budget_rows` with ``unseen``), which the low-data study's trunk is."""
 CNN_TRUNK_SEED = "leads+rhythm, trunk seed {seed}"
 CNN_TRUNK_ENSEMBLE = "leads+rhythm, mean of trunk seeds {seeds}"
 """``cnn_inputs`` of the rows of :func:`cnn_trunk_seed_rows`: one trunk seed, or the trunks' ensemble."""
@@ -392,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cnn-trunk-seeds", help="cnn_budget: instead of the budget study, the real-only CNN rows "
                         "of these trunk seeds (e.g. 0,1,2) and of their ensemble, at the budget chosen earlier "
                         "(the cnn_budget rows of --results)")
+    parser.add_argument("--cnn-unseen-head", action="store_true", help="cnn_budget: instead of the budget study, "
+                        "the head's strength for codes the trunk never learnt (the low-data study's trunk), chosen "
+                        "by inner validation at the budget chosen earlier")
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="outputs/reference/figures")
     parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
@@ -419,18 +426,26 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
         return 0
     if args.section == "ablation":
         rows = ablation_rows(args.data, codes, 0, args.profile, args.outputs, args.n_generate)
-    elif args.section == "cnn_budget" and args.cnn_trunk_seeds:
+    elif args.section == "cnn_budget" and (args.cnn_trunk_seeds or args.cnn_unseen_head):
         chosen = [r for r in results.get("cnn_budget", {}).get("rows", []) if "code" not in r
                   and r.get("cnn_inputs") == CNN_INPUTS and "head_c" in r]
+        flag = "--cnn-trunk-seeds" if args.cnn_trunk_seeds else "--cnn-unseen-head"
         if not chosen:
-            parser.error(f"--cnn-trunk-seeds needs the budget study's rows (with the head's choice) in "
-                         f"{args.results}: run cnn_budget first")
+            parser.error(f"{flag} needs the budget study's rows (with the head's choice) in {args.results}: "
+                         "run cnn_budget first")
         from rare_gan import utility
 
-        rows = cnn_trunk_seed_rows(args.data, codes, utility.choose_cnn_epochs(chosen),
-                                   utility.choose_cnn_head_c(chosen), ints(args.cnn_trunk_seeds), args.outputs)
-        print(pd.DataFrame(rows)[["code", "cnn_inputs", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)
-              .to_string(index=False))
+        if args.cnn_unseen_head:
+            task = evaluate.load_task(args.data, codes[0])
+            rows = [r | {"cnn_inputs": CNN_UNSEEN_HEAD} for r in utility.cnn_budget_rows(
+                task, [utility.choose_cnn_epochs(chosen)], cache_root=Path(args.outputs) / "classifiers", unseen=True)]
+            print(pd.DataFrame([r["macro_auroc_common_by_c"] | {"head_c": r["head_c"]} for r in rows]).round(3)
+                  .to_string(index=False))
+        else:
+            rows = cnn_trunk_seed_rows(args.data, codes, utility.choose_cnn_epochs(chosen),
+                                       utility.choose_cnn_head_c(chosen), ints(args.cnn_trunk_seeds), args.outputs)
+            print(pd.DataFrame(rows)[["code", "cnn_inputs", "auroc", "auroc_ci_low", "auroc_ci_high"]].round(3)
+                  .to_string(index=False))
     elif args.section == "cnn_budget":
         rows = cnn_budget_study(args.data, codes, ints(args.cnn_epochs), args.outputs, unlabelled=args.cnn_unlabelled)
         print(readme.cnn_budget_markdown(rows) if not args.cnn_unlabelled else

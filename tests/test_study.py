@@ -218,12 +218,26 @@ def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir
 
     (other,) = study.cnn_budget_study("demo", ["AFIB"], [1], tmp_path, seeds=(0,), n_boot=50, unlabelled=True)
     assert other["family"] == "cnn" and other["cnn_inputs"] == study.CNN_UNLABELLED and other["epochs"] == 1
+    assert other["head_c"] == utility.CNN_HEAD_C_UNSEEN  # the head chosen for codes a trunk never learnt
     trunks = [json.loads((t / "_COMPLETE").read_text()) for t in (tmp_path / "classifiers").glob("cnn_trunk-*")]
     (unlabelled,) = [t for t in trunks if t.get("unlabelled")]
     assert unlabelled["unlabelled"] == ["AFIB"] and "AFIB" not in unlabelled["codes"] and not unlabelled["excluded"]
     assert unlabelled["n_records"] == len(afib.y["train"])  # its records all stay
     table = readme.cnn_budget_markdown(rows + [other])
     assert "cnn, trunk without the code's label" in table and f"{other['auroc']:.3f} [" in table
+
+    # the head for codes the trunk never learnt: every other common code is not a target of the folds-1-7 trunk,
+    # and only those codes judge the head (the trunk asked for is swapped for the cached one: no training here)
+    asked = []
+    monkeypatch.setattr(utility, "pretrained_cnn", lambda task, *a, **k: asked.append(k["unlabelled"]) or
+                        original(task, *a, **{**k, "unlabelled": ()}))
+    (unseen,) = utility.cnn_budget_rows(afib, [1], cache_root=tmp_path / "classifiers", unseen=True)
+    assert asked == [unseen["unseen_codes"]] and unseen["n_common_codes"] == row["n_common_codes"] // 2 >= 1
+    assert unseen["macro_auroc_common"] == max(unseen["macro_auroc_common_by_c"].values())
+    assert len(list((tmp_path / "classifiers").glob("cnn_trunk-*"))) == 4  # nothing trained
+    text = readme.cnn_budget_markdown(rows + [unseen | {"cnn_inputs": study.CNN_UNSEEN_HEAD}])
+    assert f"({', '.join(unseen['unseen_codes'])}) is not a target" in text and f"| C {unseen['head_c']:g} |" in text
+    assert utility.unseen_codes(["PVC", "AFIB", "NORM", "CLBBB"]) == ["CLBBB", "PVC"]
 
 
 def test_memorisation_rows_spell_out_the_near_copy_check_of_each_run(demo_dir, tmp_path):
