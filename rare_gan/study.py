@@ -471,6 +471,5 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     return 0
 
 
-
 if __name__ == "__main__":
     sys.exit(main())
