@@ -407,6 +407,19 @@ def targets_markdown(data: dict) -> str:
                  if (trunks["code"] == c).any()}
         add("CNN within 0.05 of it (worst trunk seed, CNN − features)", {c: f"{v:+.3f}" for c, v in worst.items()},
             {c: bool(v >= -0.05) for c, v in worst.items()})
+    util = pd.DataFrame(data.get("utility", {}).get("rows", []))
+    if not util.empty and "p_holm" in util:  # the primary comparison of the current trunk's call, default recipe
+        primary = _utility_calls(util)[0][1]
+        primary = primary[(primary["variant"] == "Initial:gan@0.25") & primary["p_holm"].notna()]
+        cells, passed = {}, {}
+        for code, g in primary.groupby("code", sort=False):
+            by = {r["family"]: r for _, r in g.iterrows()}
+            cells[code] = " / ".join(f"{by[f]['difference']:+.3f}{'*' if by[f]['p_holm'] < 0.05 else ''}"
+                                     if f in by else "—" for f in ("features", "cnn"))
+            passed[code] = any(r["difference"] > 0 and r["p_holm"] < 0.05 for r in by.values())
+        cnn = primary[primary["family"] == "cnn"]
+        add(f"GAN augmentation (`{DEFAULT_RECIPE}` Initial) better than oversampling at 0.25: AUROC difference, "
+            f"features / CNN{f' (head C {head_c_of(cnn)})' if len(cnn) else ''}; * Holm p < 0.05", cells, passed)
     bench = data.get("performance", {}).get("rows")
     if bench and DEFAULT_RECIPE in bench.get("recipes", {}):
         b = bench["recipes"][DEFAULT_RECIPE]

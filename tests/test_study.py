@@ -96,8 +96,12 @@ def test_targets_table_judges_each_target_from_the_rows():
     bench = {"machine": {"cpu_model": "X", "cpu_count": 2}, "generation_speedup_vs": {"deepfake_ecg": 25.0},
              "recipes": {"beat": {"training_fraction_of_matmul_rate": {"float32": 0.61}, "bf16_speedup": 1.2,
                                   "generation_ecgs_per_s": 2000.0, "generation_ecgs_per_s_bf16": 5100.0}}}
+    primary = [{"code": "PAC", "family": f, "variant": "Initial:gan@0.25", "difference": d, "p_holm": p,
+                "cnn_inputs": study.CNN_INPUTS} for f, d, p in (("features", -0.02, 0.01), ("cnn", 0.03, 0.2))]
+    primary += [{"code": "PVC", "family": "features", "variant": "Initial:gan@0.25", "difference": 0.01, "p_holm": 0.04,
+                 "cnn_inputs": study.CNN_INPUTS}]
     text = readme.targets_markdown({"realism": {"rows": rows}, "cnn_budget": {"rows": budget},
-                                    "performance": {"rows": bench}})
+                                    "performance": {"rows": bench}, "utility": {"rows": primary}})
     line = {l.split(" | ")[0].lstrip("| "): l for l in text.splitlines() if l.startswith("| ")}
     assert line["strong C2ST ≤ 0.80, `beat` Initial (3 GAN seeds)"] == \
         "| strong C2ST ≤ 0.80, `beat` Initial (3 GAN seeds) | 0.890 (0.880–0.900) | 0.810 (0.790–0.830) | — | — | no (0 of 2) |"
@@ -107,6 +111,9 @@ def test_targets_table_judges_each_target_from_the_rows():
     assert line["\\|median PR difference\\| ≤ 20 ms"].endswith("| 5 | 30 | — | — | no (1 of 2) |")  # |−30| > 20
     assert line["real-only feature model AUROC ≥ 0.95"].endswith("| 0.960 | 0.940 | — | — | no (1 of 2) |")
     assert line["CNN within 0.05 of it (worst trunk seed, CNN − features)"].endswith("| -0.060 | — | — | — | no (0 of 1) |")
+    gan = next(v for k, v in line.items() if k.startswith("GAN augmentation"))  # better only where significant
+    assert "features / CNN (head C 0.1); * Holm p < 0.05" in gan  # rows without head_c: the former head
+    assert gan.endswith("| -0.020* / +0.030 | +0.010* / — | — | — | no (1 of 2) |")
     assert line["training ≥ 0.6 × the fp32 matmul rate"].endswith("| 0.61 | yes |")
     assert line["bf16 training ≥ 1.6 × fp32"].endswith("| no |")
     assert line["generation ≥ 5,000 ECGs/s"].endswith("| 2,000 fp32, 5,100 bf16 | yes |")
