@@ -82,6 +82,29 @@ def pretraining_groups(table: pd.DataFrame) -> pd.Series:
     return seeds.map(lambda s: "" if s is None or pd.isna(s) else str(int(s)))
 
 
+def _reading_order(groups) -> list:
+    """Realism groups ``((code, recipe, configuration, pretraining), rows)`` in the order a reader wants them: the
+    default recipe (Initial, Modified, then straight from the pretraining), the research's, then the candidates in
+    the order they were run; within a recipe and configuration by pretraining seed, then code."""
+    from rare_gan.recipes import DEFAULT_RECIPE
+
+    groups = list(groups)
+    first = {}
+    for (code, recipe, _, _), _ in groups:
+        first.setdefault(recipe.split("/")[0], len(first))
+        first.setdefault(f"code:{code}", len(first))
+    configurations = {"Initial": 0, "Modified": 1, "pretrained only": 2}
+
+    def key(item):
+        (code, recipe, configuration, pretraining), _ = item
+        base = recipe.split("/")[0]
+        rank = 0 if base == DEFAULT_RECIPE else 1 if base == "research" else 2
+        return (rank, first[base], recipe != base, configurations.get(configuration, 3), pretraining,
+                first[f"code:{code}"])
+
+    return sorted(groups, key=key)
+
+
 def realism_markdown(rows: Sequence[dict]) -> str:
     """The README's realism table: per code × recipe × configuration × pretraining seed, mean (range) over GAN seeds."""
     table = pd.DataFrame(rows)
@@ -93,8 +116,8 @@ def realism_markdown(rows: Sequence[dict]) -> str:
               "classifier | W1 HR (bpm) | W1 RR-SD (ms) | ΔQRS / ΔPR (ms) | near-copies | NN distance ratio | "
               "pretrain + fine-tune (s) |")
     lines = [header, "|" + "|".join(["---"] * 14) + "|"]
-    for (code, recipe, configuration, pretraining), g in runs.groupby(
-            ["code", "recipe", "configuration", "pretraining"], sort=False):
+    for (code, recipe, configuration, pretraining), g in _reading_order(runs.groupby(
+            ["code", "recipe", "configuration", "pretraining"], sort=False)):
         cell = lambda k, d=3: _fmt(g[k].mean(), g[k].min(), g[k].max(), d)  # noqa: E731
         seeds = f"{len(g)}" + (f" on pretraining {pretraining}" if pretraining else "")
         lines.append(f"| {code} | {recipe} | {configuration} | {seeds} | {cell('c2st_auroc')} | "

@@ -54,6 +54,17 @@ def test_realism_table_gives_mean_and_range_over_seeds_per_pretraining():
     assert "| PAC | 0.610 | 0.540 | 0.550 | 100% |" in text
 
 
+def test_realism_table_puts_the_default_recipe_first_then_research_then_candidates():
+    rows = [_run_row(recipe="cand", c2st=0.8), _run_row(code="PVC", recipe="cand", c2st=0.8),
+            _run_row(recipe="beat/conditional", configuration="pretrained only")] + _rows()
+    runs = readme.realism_markdown(rows).split("Controls on real data")[0]
+    order = [tuple(c.strip() for c in line.split("|")[1:4]) for line in runs.splitlines()
+             if line.startswith("| PAC |") or line.startswith("| PVC |")]
+    assert order == [("PAC", "beat", "Initial"), ("PAC", "beat", "Modified"), ("PAC", "beat/conditional",
+                     "pretrained only"), ("PAC", "research", "Initial"), ("PAC", "cand", "Initial"),
+                     ("PVC", "cand", "Initial")]
+
+
 def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     results = tmp_path / "results.json"
     study.write_results(results, "realism", _rows() + [_run_row(seed=1, c2st=0.7, pretrain_seed=1)],
