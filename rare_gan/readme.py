@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rare_gan import atomic, evaluate, generate
-from rare_gan.study import CNN_INPUTS, CNN_UNLABELLED, CNN_UNSEEN_HEAD, on_first_pretraining
+from rare_gan.study import CNN_INPUTS, CNN_UNLABELLED, CNN_UNSEEN_HEAD, on_first_pretraining, pretraining_groups
 from rare_gan.utility import BENCHMARK_ANCHORS
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,6 @@ def _fmt(mean: float, lo: float | None = None, hi: float | None = None, digits: 
     return text + (f" ({lo:.{digits}f}–{hi:.{digits}f})" if lo is not None and hi is not None and hi > lo else "")
 
 
-def pretraining_groups(table: pd.DataFrame) -> pd.Series:
-    """Each run's pretraining seed as a group label ('' for a run without pretraining)."""
-    seeds = table["pretrain_seed"] if "pretrain_seed" in table else pd.Series(None, index=table.index)
-    return seeds.map(lambda s: "" if s is None or pd.isna(s) else str(int(s)))
-
-
 def _reading_order(groups) -> list:
     """Realism groups ``((code, recipe, configuration, pretraining), rows)`` in the order a reader wants them: the
     default recipe (Initial, Modified, then straight from the pretraining), the research's, then the candidates in
@@ -89,18 +83,16 @@ def _reading_order(groups) -> list:
     from rare_gan.recipes import DEFAULT_RECIPE
 
     groups = list(groups)
-    first = {}
-    for (code, recipe, _, _), _ in groups:
-        first.setdefault(recipe.split("/")[0], len(first))
-        first.setdefault(f"code:{code}", len(first))
+    recipes = list(dict.fromkeys(recipe.split("/")[0] for (_, recipe, _, _), _ in groups))  # in the order run
+    codes = list(dict.fromkeys(code for (code, _, _, _), _ in groups))
     configurations = {"Initial": 0, "Modified": 1, "pretrained only": 2}
 
     def key(item):
         (code, recipe, configuration, pretraining), _ = item
         base = recipe.split("/")[0]
         rank = 0 if base == DEFAULT_RECIPE else 1 if base == "research" else 2
-        return (rank, first[base], recipe != base, configurations.get(configuration, 3), pretraining,
-                first[f"code:{code}"])
+        return (rank, recipes.index(base), recipe != base, configurations.get(configuration, 3), pretraining,
+                codes.index(code))
 
     return sorted(groups, key=key)
 
@@ -425,7 +417,9 @@ def targets_markdown(data: dict) -> str:
         features = {c: tests[c, "features"] for c in TARGET_CODES if (c, "features") in tests}
         add("real-only feature model AUROC ≥ 0.95", {c: f"{v:.3f}" for c, v in features.items()},
             {c: bool(v >= 0.95) for c, v in features.items()})
-        trunks = budget[budget["cnn_inputs"].str.contains("trunk seed ", regex=False) & (budget["family"] == "cnn")]
+        one_trunk = budget["trunk_seeds"].map(lambda s: isinstance(s, list) and len(s) == 1) \
+            if "trunk_seeds" in budget else pd.Series(False, index=budget.index)  # as _trunk_seed_lines tells them
+        trunks = budget[one_trunk & (budget["family"] == "cnn")]
         worst = {c: (trunks[trunks["code"] == c]["auroc"] - features[c]).min() for c in features
                  if (trunks["code"] == c).any()}
         add("CNN within 0.05 of it (worst trunk seed, CNN − features)", {c: f"{v:+.3f}" for c, v in worst.items()},

@@ -327,13 +327,17 @@ def memorisation_rows(data_dir: str | None, codes: Sequence[str], realism_rows_:
     return rows
 
 
+def pretraining_groups(table: pd.DataFrame) -> pd.Series:
+    """Each realism row's pretraining seed as a group label ('' for a run without pretraining)."""
+    seeds = table["pretrain_seed"] if "pretrain_seed" in table else pd.Series(None, index=table.index)
+    return seeds.map(lambda s: "" if s is None or pd.isna(s) else str(int(s)))
+
+
 def summarise(rows: Sequence[dict]) -> pd.DataFrame:
     """Mean and range over GAN seeds per code × recipe × configuration × pretraining seed, for the issue's columns."""
     table = pd.DataFrame([r for r in rows if r["recipe"] != "real"])
     if table.empty:
         return table
-    from rare_gan.readme import pretraining_groups
-
     table["pretraining"] = pretraining_groups(table)
     keys = [k for k in ROW_KEYS if k in table] + ["qrs_median_diff_ms", "pr_median_diff_ms", "train_seconds",
                                                   "pretrain_seconds"]

@@ -102,7 +102,8 @@ def test_targets_table_judges_each_target_from_the_rows():
     rows += [_run_row(code="PVC", seed=s, c2st=0.79 + 0.02 * s, tstr_auroc=0.89, pr_median_diff_ms=-30.0) for s in range(3)]
     budget = [{"code": c, "family": f, "cnn_inputs": study.CNN_INPUTS, "auroc": a}
               for c, f, a in (("PAC", "features", 0.96), ("PVC", "features", 0.94))]
-    budget += [{"code": "PAC", "family": "cnn", "cnn_inputs": study.CNN_TRUNK_SEED.format(seed=s), "auroc": a}
+    budget += [{"code": "PAC", "family": "cnn", "cnn_inputs": study.CNN_TRUNK_SEED.format(seed=s), "auroc": a,
+                "trunk_seeds": [s]}
                for s, a in enumerate((0.95, 0.90))]
     bench = {"machine": {"cpu_model": "X", "cpu_count": 2}, "generation_speedup_vs": {"deepfake_ecg": 25.0},
              "recipes": {"beat": {"training_fraction_of_matmul_rate": {"float32": 0.61}, "bf16_speedup": 1.2,
