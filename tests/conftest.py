@@ -33,6 +33,21 @@ def _isolated_cache(tmp_path_factory):
         os.environ["RARE_GAN_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def _eager_unless_marked_graph(request, monkeypatch):
+    """TensorFlow functions run eagerly (``RARE_GAN_EAGER=1``, inherited by the subprocesses a test starts):
+    a test's GAN runs a few steps, and tracing a training step takes longer than running them eagerly.
+    Tests marked ``graph`` (the trainer's, the benchmark's, the matched statistics') and the notebooks
+    run traced, as users' runs do."""
+    import tensorflow as tf
+
+    eager = request.node.get_closest_marker("graph") is None
+    monkeypatch.setenv("RARE_GAN_EAGER", "1" if eager else "0")
+    tf.config.run_functions_eagerly(eager)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
 @pytest.fixture(scope="session")
 def demo_dir() -> Path:
     """The embedded DEMO dataset (written once, reused by the notebooks' tests too)."""

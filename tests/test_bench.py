@@ -12,6 +12,8 @@ import pytest
 from rare_gan import bench, models
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.graph  # the benchmark times traced steps, as users run them
+
 
 def _forward_flops(model) -> float:
     return models.flops_per_sample(model.generator) + models.flops_per_sample(model.discriminator)

@@ -14,6 +14,8 @@ from rare_gan import ecgnets, features, gan, matching, recipes, train
 from rare_gan.features import BANDS_HZ, _rr_features
 from rare_gan.leads import DISPLAY_NAMES
 
+pytestmark = pytest.mark.graph  # the matched statistics run inside traced training steps, as in users' runs
+
 
 def test_rr_statistics_are_the_realism_features_of_the_same_r_times():
     rng = np.random.default_rng(0)

@@ -176,6 +176,14 @@ def test_run_all_unknown_target_fails_cleanly(tmp_path):
     assert out.returncode != 0 and "unknown SCP code 'AFLUTTER'" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_unmarked_tests_and_their_subprocesses_run_tensorflow_eagerly():
+    import os
+
+    import tensorflow as tf
+
+    assert tf.config.functions_run_eagerly() and os.environ["RARE_GAN_EAGER"] == "1"
+
+
 def test_papermill_lr_g_after_run_all_gets_its_own_folder(tmp_path):
     """The design's example, as a user types it from the repository root after ./run_all.sh:
     ``papermill notebooks/03_train.ipynb out.ipynb -p lr_g 4e-4``. The Initial run that run_all left

@@ -15,6 +15,8 @@ import pytest
 from rare_gan import atomic, gan, generate, train
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.graph  # the trainer runs traced here, as in users' runs
+
 TINY = dict(target="AFIB", data_dir="demo", epochs=4, steps_per_epoch=2, batch_size=8, checkpoint_every=2,
             sample_every=2, diff_augment=True)
 
@@ -185,6 +187,21 @@ def test_cli_starts_without_tensorflow_noise():
     assert out.returncode == 0 and "--recipe" in out.stdout
     for noise in ("cuInit", "oneDNN", "cuda drivers", "absl::InitializeLog"):
         assert noise not in out.stderr, out.stderr
+
+
+def test_rare_gan_eager_runs_tensorflow_functions_eagerly_and_tests_here_run_traced():
+    """``RARE_GAN_EAGER=1`` (what most tests run with, tests/conftest.py) turns tracing off in a new process;
+    this module is marked ``graph``, so its training runs traced, as users' runs do."""
+    import os
+
+    import tensorflow as tf
+
+    assert not tf.config.functions_run_eagerly() and os.environ["RARE_GAN_EAGER"] == "0"
+    script = "import rare_gan, tensorflow as tf; print(tf.config.functions_run_eagerly())"
+    for value, expected in (("1", "True"), ("0", "False")):
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120,
+                             env={**os.environ, "RARE_GAN_EAGER": value})
+        assert out.returncode == 0 and out.stdout.split()[-1] == expected, out.stderr[-2000:]
 
 
 def test_notebooks_import_rare_gan_before_tensorflow():
