@@ -51,7 +51,7 @@ def _run_eagerly_if_asked() -> None:
     """``RARE_GAN_EAGER=1``: every TensorFlow function (training steps, generation) runs eagerly, op by op.
 
     For debugging, and for runs of a few steps (the test suite's): tracing a GAN's training step takes
-    longer than the steps themselves. Without R1 eager and traced runs agree to ~1e-7 (relative); with
+    longer than the steps themselves. Without R1 eager and traced runs agree to 1e-6 (relative); with
     R1 (the default recipe) to float rounding, as two traced R1 runs do (README *Reproducibility*).
     """
     if os.environ.get("RARE_GAN_EAGER") == "1":
