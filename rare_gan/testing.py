@@ -47,8 +47,8 @@ def _parallel(argv: Sequence[str]) -> list[str]:
     """pytest-xdist arguments: ``RARE_GAN_TEST_WORKERS`` workers (default: one more than the cores, at
     most 3; 0 or 1 runs serially), each test file and all the notebooks as one unit (see ``tests/conftest.py``).
 
-    Most of the suite's time is single-threaded graph tracing and waiting on subprocesses, which the
-    workers overlap: on 2 cores, 3 workers ran the suite in 8 min 55 s against 10 min 28 s for 2
+    Much of the suite's time is single-threaded Python, graph tracing and waiting on subprocesses, which
+    the workers overlap: on 2 cores, 3 workers ran the suite in 8 min 55 s against 10 min 28 s for 2
     (clean clone, one run each). The explicit ``-n``/``-p no:xdist`` of a caller wins."""
     if any(a == "-n" or a.startswith(("-n=", "--numprocesses")) or a == "no:xdist" for a in argv):
         return []
