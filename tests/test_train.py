@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -182,7 +183,7 @@ def test_cli_starts_without_tensorflow_noise():
     """TensorFlow's start-up lines (oneDNN notices, CUDA probes, 'failed call to cuInit') read as failures to a
     new user on a machine without a GPU: the package silences them."""
     out = subprocess.run([sys.executable, "-m", "rare_gan.train", "--help"], capture_output=True, text=True, cwd=REPO,
-                         timeout=120, env={k: v for k, v in __import__("os").environ.items()
+                         timeout=120, env={k: v for k, v in os.environ.items()
                                            if k not in ("TF_CPP_MIN_LOG_LEVEL", "RARE_GAN_TF_LOGS")})
     assert out.returncode == 0 and "--recipe" in out.stdout
     for noise in ("cuInit", "oneDNN", "cuda drivers", "absl::InitializeLog"):
@@ -192,8 +193,6 @@ def test_cli_starts_without_tensorflow_noise():
 def test_rare_gan_eager_runs_tensorflow_functions_eagerly_and_tests_here_run_traced():
     """``RARE_GAN_EAGER=1`` (what most tests run with, tests/conftest.py) turns tracing off in a new process;
     this module is marked ``graph``, so its training runs traced, as users' runs do."""
-    import os
-
     import tensorflow as tf
 
     assert not tf.config.functions_run_eagerly() and os.environ["RARE_GAN_EAGER"] == "0"
