@@ -168,7 +168,34 @@ def utility_markdown(rows: Sequence[dict]) -> str:
                          f"{cell(value('real_weighted'))} | {cell(value('oversample@0.25'))} | "
                          + "".join(f"{c} | " for c in cells) + f"{BENCHMARK_ANCHORS.get(code, '—')} |")
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+    return "\n\n".join(blocks + [utility_reading(table)])
+
+
+def _gan_name(variant: str) -> str:
+    """The recipe of a GAN variant as the utility tables name it (``Initial:gan@0.25`` is ``beat``'s)."""
+    return variant.split(":")[0].replace("Initial", "").replace("Modified", "").strip() or "beat"
+
+
+def utility_reading(table: pd.DataFrame) -> str:
+    """The primary comparisons of the utility tables (Initial GANs), counted: how many favour which side at
+    Holm p < 0.05, each such difference, and every family's span of differences."""
+    shown = table["variant"].str.endswith(":gan@0.25") & table["variant"].str.contains("Initial")
+    primary = table[shown & table.get("p_holm", pd.Series(np.nan, index=table.index)).notna()]
+    if primary.empty:
+        return "(no primary comparisons to read)"
+    trunk = lambda r: "current trunk" if r.get("cnn_inputs") == CNN_INPUTS else "earlier trunk"  # noqa: E731
+    significant = primary[primary["p_holm"] < 0.05]
+    listed = "; ".join(f"{r['code']} {r['family']}, {_gan_name(r['variant'])} ({trunk(r)}): {r['difference']:+.3f} "
+                       f"[{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}], Holm p = {r['p_holm']:.2f}"
+                       for _, r in significant.iterrows())
+    spans = "; ".join(f"{family}: {_signed_span(g['difference'].round(3))}, negative in {int((g['difference'] < 0).sum())} "
+                      f"of {len(g)}" for family, g in primary.groupby("family", sort=False))
+    others = primary.loc[primary["p_holm"] >= 0.05, "p_holm"]
+    return (f"Read from the tables: of the {len(primary)} primary comparisons above (GAN @0.25 − oversampling @0.25 "
+            f"per code, family, GAN run and trunk), {int((significant['difference'] > 0).sum())} favour the GAN and "
+            f"{int((significant['difference'] < 0).sum())} favour oversampling at Holm p < 0.05"
+            + (f" ({listed})" if len(significant) else "") + f". Differences by family — {spans}"
+            + (f"; the smallest other Holm p is {others.min():.2f}." if len(others) else "."))
 
 
 def low_data_markdown(rows: Sequence[dict]) -> str:
@@ -188,7 +215,36 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
             v = g[g["variant"] == variant]["auroc"]
             cells.append(_fmt(v.mean(), v.min(), v.max()) if len(v) else "—")
         lines.append(f"| {code} | {family} | {k} | {g['draw'].nunique()} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + low_data_reading(table)
+
+
+def _signed_span(values: pd.Series) -> str:
+    return f"{values.min():+.3f}" if values.min() == values.max() else f"{values.min():+.3f} to {values.max():+.3f}"
+
+
+def low_data_reading(table: pd.DataFrame) -> str:
+    """What the low-data table shows against real only, counted from its rows (descriptive: no test was fixed
+    in advance for it, and its ranges are over draws, not CIs)."""
+    cells = table.groupby(["code", "family", "k_label", "variant"], sort=False)["auroc"].agg(["mean", "min", "max"])
+    cells = cells.round(3).unstack("variant")  # differences of the numbers the table shows
+    if "gan" not in cells["mean"] or "real" not in cells["mean"]:
+        return "(no GAN-augmented rows to read against real only)"
+    both = cells[cells["mean"]["gan"].notna() & cells["mean"]["real"].notna()]
+    gan = both["mean"]["gan"] - both["mean"]["real"]
+    by_family = "; ".join(f"{family} {_signed_span(d)}" for family, d in gan.groupby(level="family", sort=False))
+    small = both[both.index.get_level_values("k_label") != "all"]
+    ks = ", ".join(dict.fromkeys(small.index.get_level_values("k_label")))
+    below = int((small["max"]["gan"] < small["min"]["real"]).sum())
+    above = int((small["min"]["gan"] > small["max"]["real"]).sum())
+    text = (f"Read from the table (descriptively: no comparison was fixed in advance for it, and its ranges are over "
+            f"draws, not CIs): the GAN-augmented set's mean AUROC minus real only's is negative in {int((gan < 0).sum())} "
+            f"and positive in {int((gan > 0).sum())} of {len(gan)} code × family × k cells ({by_family}); at k = "
+            f"{ks}, the GAN's range over draws lies wholly below real only's in {below} and wholly above it in "
+            f"{above} of {len(small)} cells.")
+    if "oversample" in cells["mean"]:
+        over = (cells["mean"]["oversample"] - cells["mean"]["real"]).dropna()
+        text += f" Oversampling the same k moves the mean by {_signed_span(over)}."
+    return text
 
 
 OTHER_CNN_COLUMNS = {CNN_UNLABELLED: "cnn, trunk without the code's label", None: "cnn on the leads alone (earlier trunk)"}

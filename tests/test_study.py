@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from rare_gan import evaluate, lowdata, readme, study
@@ -92,6 +93,18 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
     text = readme_md.read_text()  # several commands: counted, then listed one per line in a folded block
     assert "written by the 2 commands below._" in text and "command: `python -m rare_gan.study realism`" not in text
     assert "```bash\npython -m rare_gan.study realism\npython -m rare_gan.study realism --seeds 2\n```" in text
+
+
+def test_the_committed_readme_is_what_the_reference_results_render(tmp_path, monkeypatch):
+    """No number in the README's results blocks drifts from outputs/reference: rendering them again changes nothing
+    (after a study: ``python -m rare_gan.study readme --results outputs/reference/results.json --bench
+    outputs/reference/bench.json``)."""
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "README.md"
+    copy.write_text((root / "README.md").read_text())
+    monkeypatch.chdir(root)  # the blocks name their sources relative to the repository
+    readme.update_readme(copy, "outputs/reference/results.json", "outputs/reference/bench.json")
+    assert copy.read_text() == (root / "README.md").read_text()
 
 
 def test_targets_table_judges_each_target_from_the_rows():
@@ -330,6 +343,44 @@ def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk(
     assert "| PAC | cnn | 5 | 2 | 0.700 (0.600–0.800) | — | — | 0.700 |" in table
     earlier = readme.low_data_markdown([{k: v for k, v in r.items() if k != "cnn_inputs"} for r in rows])
     assert earlier.startswith("CNN trunk: 12 leads alone (the earlier trunk)")
+
+
+def test_low_data_reading_counts_cells_against_real_only_from_the_table():
+    """The sentence under the low-data table is computed from its rows: signs, spans per family, ranges over draws."""
+    rows = [{"code": "PAC", "family": f, "k_label": k, "variant": v, "auroc": a, "draw": d}
+            for f, k, v, a, d in (("features", "5", "real", 0.80, 0), ("features", "5", "real", 0.90, 1),
+                                  ("features", "5", "gan", 0.70, 0), ("features", "5", "gan", 0.75, 1),  # -0.125, below
+                                  ("features", "5", "oversample", 0.86, 0), ("features", "5", "oversample", 0.86, 1),
+                                  ("features", "all", "real", 0.95, 0), ("features", "all", "gan", 0.96, 0),  # +0.010
+                                  ("cnn", "5", "real", 0.70, 0), ("cnn", "5", "real", 0.80, 1),
+                                  ("cnn", "5", "gan", 0.72, 0), ("cnn", "5", "gan", 0.74, 1))]  # -0.020, overlapping
+    text = readme.low_data_reading(pd.DataFrame(rows))
+    assert "negative in 2 and positive in 1 of 3 code × family × k cells (features -0.125 to +0.010; cnn -0.020)" in text
+    assert "at k = 5, the GAN's range over draws lies wholly below real only's in 1 and wholly above it in 0 of 2" in text
+    assert text.endswith("Oversampling the same k moves the mean by +0.010.")
+    assert text in readme.low_data_markdown(rows)
+    assert "no GAN-augmented rows" in readme.low_data_reading(pd.DataFrame([r for r in rows if r["variant"] != "gan"]))
+
+
+def test_utility_reading_counts_the_primary_comparisons_of_the_tables():
+    """The sentence under the utility tables: Initial GANs' primary comparisons only, significant ones listed."""
+    def row(code, family, variant, difference, p_holm, inputs=study.CNN_INPUTS):
+        return {"code": code, "family": family, "variant": variant, "difference": difference, "p_holm": p_holm,
+                "diff_ci_low": difference - 0.01, "diff_ci_high": difference + 0.01, "cnn_inputs": inputs,
+                "n_test_positives": 10, "auroc": 0.9, "auroc_ci_low": 0.8, "auroc_ci_high": 0.95}
+    rows = [row("PAC", "features", "Initial:gan@0.25", -0.02, 0.01),
+            row("PAC", "cnn", "research Initial:gan@0.25", 0.05, 0.30, None),
+            row("PVC", "features", "Initial:gan@0.25", 0.004, 0.70),
+            row("PVC", "features", "Modified:gan@0.25", 0.5, 0.001),  # not in the tables: not read
+            row("PVC", "features", "oversample@0.25", 0.0, None)]
+    text = readme.utility_reading(pd.DataFrame(rows))
+    assert text.startswith("Read from the tables: of the 3 primary comparisons above")
+    assert "0 favour the GAN and 1 favour oversampling at Holm p < 0.05 (PAC features, beat (current trunk): " \
+           "-0.020 [-0.030, -0.010], Holm p = 0.01)" in text
+    assert "features: -0.020 to +0.004, negative in 1 of 2; cnn: +0.050, negative in 0 of 1" in text
+    assert text.endswith("the smallest other Holm p is 0.30.")
+    assert text in readme.utility_markdown(rows)
+    assert readme.utility_reading(pd.DataFrame(rows[:1])).endswith("negative in 1 of 1.")
 
 
 def test_trunk_seed_study_needs_budget_rows_that_chose_the_head(tmp_path, capsys):
