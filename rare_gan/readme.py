@@ -150,7 +150,7 @@ def utility_markdown(rows: Sequence[dict]) -> str:
     blocks = []
     for inputs, calls in _utility_calls(table):
         gans = [v for v in dict.fromkeys(calls["variant"]) if v.endswith(":gan@0.25") and "Initial" in v]
-        names = [v.removesuffix(":gan@0.25").replace("Initial", "").strip() or "beat" for v in gans]
+        names = [_gan_name(v) for v in gans]
         lines = [f"With {TRUNKS.get(inputs, inputs)} and a CNN head of C {head_c_of(calls[calls['family'] == 'cnn'])}:",
                  "",
                  "| code | test positives | family | real only | class-weighted | oversampling @0.25 | "
@@ -188,8 +188,8 @@ def utility_reading(table: pd.DataFrame) -> str:
     listed = "; ".join(f"{r['code']} {r['family']}, {_gan_name(r['variant'])} ({trunk(r)}): {r['difference']:+.3f} "
                        f"[{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}], Holm p = {r['p_holm']:.2f}"
                        for _, r in significant.iterrows())
-    spans = "; ".join(f"{family}: {_signed_span(g['difference'].round(3))}, negative in {int((g['difference'] < 0).sum())} "
-                      f"of {len(g)}" for family, g in primary.groupby("family", sort=False))
+    spans = "; ".join(f"{family}: {_signed_span(g['difference'].round(3))}, negative in "
+                      f"{int((g['difference'] < 0).sum())} of {len(g)}" for family, g in primary.groupby("family", sort=False))
     others = primary.loc[primary["p_holm"] >= 0.05, "p_holm"]
     return (f"Read from the tables: of the {len(primary)} primary comparisons above (GAN @0.25 − oversampling @0.25 "
             f"per code, family, GAN run and trunk), {int((significant['difference'] > 0).sum())} favour the GAN and "
@@ -219,6 +219,7 @@ def low_data_markdown(rows: Sequence[dict]) -> str:
 
 
 def _signed_span(values: pd.Series) -> str:
+    """``+a to +b`` (signed, 3 decimals), or the one value when all are equal."""
     return f"{values.min():+.3f}" if values.min() == values.max() else f"{values.min():+.3f} to {values.max():+.3f}"
 
 
