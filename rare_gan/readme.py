@@ -149,7 +149,7 @@ def utility_markdown(rows: Sequence[dict]) -> str:
     cell = lambda r: f"{r['auroc']:.3f} [{r['auroc_ci_low']:.3f}, {r['auroc_ci_high']:.3f}]" if r is not None else "—"  # noqa: E731
     blocks = []
     for inputs, calls in _utility_calls(table):
-        gans = [v for v in dict.fromkeys(calls["variant"]) if v.endswith(":gan@0.25") and "Initial" in v]
+        gans = [v for v in dict.fromkeys(calls["variant"]) if _shown_gan(v)]
         names = [_gan_name(v) for v in gans]
         lines = [f"With {TRUNKS.get(inputs, inputs)} and a CNN head of C {head_c_of(calls[calls['family'] == 'cnn'])}:",
                  "",
@@ -171,6 +171,11 @@ def utility_markdown(rows: Sequence[dict]) -> str:
     return "\n\n".join(blocks + [utility_reading(table)])
 
 
+def _shown_gan(variant: str) -> bool:
+    """Whether the utility tables show ``variant``: an Initial run's GAN augmentation at the primary fraction."""
+    return variant.endswith(":gan@0.25") and "Initial" in variant
+
+
 def _gan_name(variant: str) -> str:
     """The recipe of a GAN variant as the utility tables name it (``Initial:gan@0.25`` is ``beat``'s)."""
     return variant.split(":")[0].replace("Initial", "").replace("Modified", "").strip() or "beat"
@@ -179,7 +184,7 @@ def _gan_name(variant: str) -> str:
 def utility_reading(table: pd.DataFrame) -> str:
     """The primary comparisons of the utility tables (Initial GANs), counted: how many favour which side at
     Holm p < 0.05, each such difference, and every family's span of differences."""
-    shown = table["variant"].str.endswith(":gan@0.25") & table["variant"].str.contains("Initial")
+    shown = table["variant"].map(_shown_gan)
     primary = table[shown & table.get("p_holm", pd.Series(np.nan, index=table.index)).notna()]
     if primary.empty:
         return "(no primary comparisons to read)"
