@@ -40,7 +40,39 @@ def ablation_markdown(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> st
         cells = [f"{pivot.at[variant, c]:.3f} / {cnn.at[variant, c]:.3f}" if pd.notna(pivot.at[variant, c]) else "—"
                  for c in codes]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    reading = ablation_reading(rows, realism_rows_)
+    return "\n".join(lines) + (f"\n\n{reading}" if reading else "")
+
+
+def ablation_reading(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> str:
+    """Each one-change fine-tuning against the full fine-tuning of the same code, recipe and GAN seed on pretraining
+    0 (differences of the rounded numbers the table shows), beside the C2ST's null SD in those runs and the spread of
+    the full fine-tuning's GAN seeds there: the yardsticks a change must beat to mean anything."""
+    lines = []
+    ablations = pd.DataFrame([r for r in rows if r.get("change")])
+    if ablations.empty:
+        return ""
+    ablations["base"] = ablations["configuration"].str.split(",").str[0]
+    runs = pd.DataFrame([r for r in realism_rows_ if on_first_pretraining(r) and r["recipe"] != "real"])
+    for (code, recipe, base), group in ablations.groupby(["code", "recipe", "base"], sort=False):
+        seeds = runs[(runs["code"] == code) & (runs["recipe"] == recipe) & (runs["configuration"] == base)] \
+            if not runs.empty else runs
+        full = seeds[seeds["gan_seed"].isin(group["gan_seed"])]
+        if full.empty:
+            continue
+        reference = round(full["c2st_auroc"].iloc[0], 3)
+        differences = [(c.split(", ", 1)[1], round(a, 3) - reference)
+                       for c, a in zip(group["configuration"], group["c2st_auroc"])]
+        null_sd = group["c2st_null_sd"]
+        smaller = sum(abs(d) < null_sd.min() for _, d in differences)
+        lines.append(
+            f"Read from the table: against `{recipe}, {base}` ({code}, GAN seed {int(full['gan_seed'].iloc[0])}, "
+            f"{reference:.3f}), " + ", ".join(f"{name} {d:+.3f} ({'worse' if d > 0 else 'better' if d < 0 else 'same'})"
+                                            for name, d in sorted(differences, key=lambda x: -x[1]))
+            + f"; {smaller} of the {len(differences)} are smaller than the test's null SD in these runs "
+            f"({null_sd.min():.3f}–{null_sd.max():.3f}), and the full fine-tuning's {len(seeds)} GAN seeds on the same "
+            f"pretraining span {seeds['c2st_auroc'].min():.3f}–{seeds['c2st_auroc'].max():.3f}.")
+    return "\n\n".join(lines)
 
 
 def example_figures(rows: Sequence[dict], data_dir: str | None, folder: str | Path, seed: int = 0) -> list[Path]:

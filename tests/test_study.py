@@ -334,6 +334,25 @@ def test_seed_0_runs_on_another_pretraining_stay_out_of_the_seed_0_tables():
     assert [r["run_dir"] for r in realism if study.on_first_pretraining(r)] == ["p0", "pNone"]
 
 
+def test_ablation_reading_compares_each_change_with_the_full_fine_tuning_of_its_seed():
+    """The sentence under the ablation table: differences of the rounded table numbers against the same GAN seed's
+    full fine-tuning on pretraining 0, beside the null SD and that recipe's seed spread there (known answers)."""
+    def run(seed, auroc, pretrain_seed=0):
+        return {"code": "PAC", "recipe": "beat", "configuration": "Initial", "gan_seed": seed,
+                "pretrain_seed": pretrain_seed, "c2st_auroc": auroc, "c2st_cnn_auroc": 0.5}
+    realism = [run(0, 0.9004), run(1, 0.88), run(2, 0.95), run(0, 0.5, pretrain_seed=1)]
+    ablations = [{"code": "PAC", "recipe": "beat", "configuration": f"Initial, fine-tuned without {name}", "gan_seed": 0,
+                  "change": {name: 0}, "c2st_auroc": auroc, "c2st_cnn_auroc": 0.5, "c2st_null_sd": sd}
+                 for name, auroc, sd in (("R1", 0.8504, 0.04), ("FreezeD", 0.9301, 0.05))]
+    text = readme.ablation_reading(ablations, realism)
+    assert text == ("Read from the table: against `beat, Initial` (PAC, GAN seed 0, 0.900), fine-tuned without "
+                    "FreezeD +0.030 (worse), fine-tuned without R1 -0.050 (better); 1 of the 2 are smaller than the "
+                    "test's null SD in these runs (0.040–0.050), and the full fine-tuning's 3 GAN seeds on the same "
+                    "pretraining span 0.880–0.950.")
+    assert text in readme.ablation_markdown(ablations, realism)
+    assert readme.ablation_reading([{**a, "change": None} for a in ablations], realism) == ""
+
+
 def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk():
     rows = [{"code": "PAC", "family": "cnn", "k_label": "5", "variant": v, "auroc": a, "draw": d,
              "cnn_inputs": lowdata.CNN_TRUNK}
