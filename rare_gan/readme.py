@@ -330,6 +330,7 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
                  f"{utility.CNN_EPOCHS['full']})" + (
                      f", with that budget's best head: **C {utility.choose_cnn_head_c(rows):g}** "
                      f"(`rare_gan.utility.CNN_HEAD_C` is {utility.CNN_HEAD_C:g})." if cs else "."))
+    lines += _earlier_trunk_lines(all_rows, rows)
     lines += _unseen_head_lines(all_rows)
     if tests.empty:
         return "\n".join(lines)
@@ -351,6 +352,23 @@ def cnn_budget_markdown(rows: Sequence[dict]) -> str:
             line += f" {cell(other.iloc[0]) if len(other) else '—'} |"
         lines.append(line)
     return "\n".join(lines + _trunk_seed_lines(all_rows, tests))
+
+
+def _earlier_trunk_lines(rows: Sequence[dict], current: Sequence[dict]) -> list[str]:
+    """The budget rows of the earlier trunk (12 leads alone, head C 0.1) beside the current trunk's with that head:
+    what the rhythm channels did to the inner validation."""
+    earlier = {r["epochs"]: r["macro_auroc_common"] for r in rows
+               if not r.get("code") and not r.get("cnn_inputs") and r.get("macro_auroc_common") is not None}
+    key = f"{FORMER_HEAD_C:g}"
+    now = {r["epochs"]: r["macro_auroc_common_by_c"][key] for r in current
+           if key in (r.get("macro_auroc_common_by_c") or {}) and r["epochs"] in earlier}
+    if not now or current[0].get("cnn_inputs") != CNN_INPUTS:
+        return []
+    epochs = sorted(now)
+    return [f"\nThe rhythm channels in the same inner validation: macro AUROC at {' / '.join(map(str, epochs))} epochs "
+            f"with head C {key}, the 12 leads alone (the earlier trunk) "
+            + " / ".join(_fmt(earlier[e]) for e in epochs) + ", with the rhythm channels "
+            + " / ".join(_fmt(now[e]) for e in epochs) + "."]
 
 
 def _unseen_head_lines(rows: Sequence[dict]) -> list[str]:

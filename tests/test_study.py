@@ -188,6 +188,21 @@ def test_cnn_budget_table_names_the_budget_the_rule_chooses(tmp_path):
     assert "| features | cnn (head C 0.003) |" in "\n".join(table)
 
 
+def test_cnn_budget_table_sets_the_earlier_trunk_beside_the_current_one_at_the_same_head():
+    """The line under the budget table: the leads-alone trunk's macro AUROC per budget beside the current trunk's
+    with the head C those rows had (0.1); budgets only one trunk has are left out."""
+    def budget(epochs, auroc, **extra):
+        return {"epochs": epochs, "trunk_seconds": 1.0, "macro_auroc_common": auroc, "n_common_codes": 22,
+                "min_positives": 5, "codes": {"PAC": {"auroc": 0.9, "n_check_positives": 6}}, **extra}
+    earlier = [budget(30, 0.822), budget(100, 0.844), budget(300, 0.85)]
+    current = [budget(e, a, cnn_inputs=study.CNN_INPUTS, head_c=0.003,
+                      macro_auroc_common_by_c={"0.003": a, "0.1": a - 0.02}) for e, a in ((30, 0.89), (100, 0.9))]
+    text = readme.cnn_budget_markdown(earlier + current)
+    assert ("The rhythm channels in the same inner validation: macro AUROC at 30 / 100 epochs with head C 0.1, the 12 "
+            "leads alone (the earlier trunk) 0.822 / 0.844, with the rhythm channels 0.870 / 0.880.") in text
+    assert "rhythm channels in the same" not in readme.cnn_budget_markdown(earlier)
+
+
 def test_cnn_budget_study_runs_on_demo_and_tests_only_the_chosen_budget(demo_dir, tmp_path, monkeypatch, capsys):
     """Each budget's trunk sees folds 1–7 only and its heads are scored on fold 8; only the chosen budget
     is trained on folds 1–8 and tested; that trunk reads the 12 leads and the rhythm channels."""
