@@ -338,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.evaluation:
         result = evaluation_seconds(args.data, args.evaluation, trunk_epochs=args.trunk_epochs)
+        result["command"] = "python -m rare_gan.bench " + " ".join(sys.argv[1:] if argv is None else argv)
     elif args.gpu:
         import tensorflow as tf
 

@@ -649,6 +649,17 @@ def timing_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def evaluation_timing_markdown(timing: dict) -> str:
+    """Notebook 05's wall time for one code (``python -m rare_gan.bench --evaluation``), by section."""
+    ratios = ", ".join(f"{r:g}" for r in timing["ratios"])
+    return (f"On {timing['cpu_model']} ({timing['cpu_count']} cores), with {timing['n_runs']} stand-in runs of "
+            f"{timing['n_generated']:,} ECGs each and warm feature and control caches, notebook 05 ({timing['profile']} "
+            f"profile, positive fraction {ratios}, {len(timing['classifier_seeds'])} classifier seeds) took "
+            f"**{timing['total_s']:.0f} s** for {timing['code']}: realism {timing['realism_s']:.0f} s, utility "
+            f"{timing['utility_s']:.0f} s, plots {timing['plots_s']:.0f} s — "
+            + ("within" if timing["total_s"] <= 300 else "over") + " the 5 minutes aimed at.")
+
+
 def figures_markdown(folder: str | Path, readme: Path) -> str:
     """Image links to the example grids written by ``python -m rare_gan.study figures``."""
     import os
@@ -662,7 +673,8 @@ SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data"
             "cnn_budget": cnn_budget_markdown,
             "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", [])),
             "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown,
-            "timing": timing_markdown, "targets": lambda rows, data: targets_markdown(data)}
+            "timing": timing_markdown, "targets": lambda rows, data: targets_markdown(data),
+            "evaluation_timing": evaluation_timing_markdown}
 
 
 def _provenance(source: Path, section: dict) -> str:
@@ -677,16 +689,23 @@ def _provenance(source: Path, section: dict) -> str:
 
 
 def update_readme(readme: str | Path, results: str | Path, bench: str | Path | None = None,
-                  figures: str | Path | None = None) -> Path:
+                  figures: str | Path | None = None, evaluation: str | Path | None = None) -> Path:
     """Replace the text between ``<!-- results:<section> -->`` and ``<!-- /results:<section> -->`` in the README
-    by the section rendered from ``results`` (and ``bench``, a benchmark JSON): numbers are never typed by hand."""
+    by the section rendered from ``results`` (and ``bench``, a benchmark JSON; ``evaluation``, notebook 05's timing
+    from ``python -m rare_gan.bench --evaluation``): numbers are never typed by hand."""
     import re
 
     readme, data = Path(readme), json.loads(Path(results).read_text())
+    sources = {}
     if bench is not None and Path(bench).is_file():
         rows = json.loads(Path(bench).read_text())
         flags = (" --quick" if rows.get("quick") else "") + (" --ablations" if "step_ablations_samples_per_s" in rows else "")
         data["performance"] = {"command": f"python -m rare_gan.bench{flags}", "rows": rows}
+        sources["performance"] = bench
+    if evaluation is not None and Path(evaluation).is_file():
+        timing = json.loads(Path(evaluation).read_text())
+        data["evaluation_timing"] = {"command": timing["command"], "rows": timing}
+        sources["evaluation_timing"] = evaluation
     text = readme.read_text()
     data.setdefault("claims", {"command": "python -m rare_gan.study readme (from the realism and utility rows)",
                                "rows": []})
@@ -699,7 +718,7 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
             continue
         rows = data[section]["rows"]
         table = render(rows, data) if section in ("ablation", "claims", "targets") else render(rows)
-        source = bench if section == "performance" else results
+        source = sources.get(section, results)
         body = f"<!-- results:{section} -->\n{_provenance(Path(source), data[section])}\n\n{table}\n<!-- /results:{section} -->"
         text, n = re.subn(rf"<!-- results:{section} -->.*?<!-- /results:{section} -->", lambda m: body, text,
                           flags=re.S)

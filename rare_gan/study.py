@@ -406,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--readme", default="README.md")
     parser.add_argument("--figures", default="outputs/reference/figures")
     parser.add_argument("--bench", default="outputs/reference/bench.json", help="benchmark JSON for the README")
+    parser.add_argument("--evaluation", default="outputs/reference/bench_evaluation.json",
+                        help="notebook 05's timing for the README (python -m rare_gan.bench --evaluation)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -422,7 +424,8 @@ def _run_section(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     from rare_gan import readme
 
     if args.section == "readme":
-        print(f"README updated: {readme.update_readme(args.readme, args.results, args.bench, args.figures)}")
+        written = readme.update_readme(args.readme, args.results, args.bench, args.figures, args.evaluation)
+        print(f"README updated: {written}")
         return 0
     results = json.loads(Path(args.results).read_text()) if Path(args.results).is_file() else {}
     if args.section == "figures":

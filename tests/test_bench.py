@@ -137,3 +137,30 @@ def test_evaluation_timing_runs_notebook_05s_sections_on_stand_in_runs(demo_dir,
     assert not np.array_equal(runs["stand-in 0 Initial"].generated_mv, runs["stand-in 1 Modified"].generated_mv)
     assert out["code"] == "AFIB" and out["n_runs"] == 3 and out["ratios"] == [0.25] and out["trunk_epochs"] == 2
     assert out["total_s"] == pytest.approx(out["realism_s"] + out["utility_s"] + out["plots_s"])
+
+
+def test_evaluation_timing_json_names_its_command_and_renders_into_the_readme(tmp_path, monkeypatch):
+    """``--evaluation`` writes the command that made it beside the times; the README block reads both."""
+    import json
+
+    from rare_gan import readme
+
+    times = {"code": "PAC", "profile": "full", "n_runs": 4, "n_generated": 1000, "ratios": [0.25],
+             "classifier_seeds": [0, 1, 2], "trunk_epochs": 5, "cpu_model": "AMD EPYC", "cpu_count": 2,
+             "setup_s": 40.0, "realism_s": 181.3, "utility_s": 101.4, "plots_s": 6.2, "total_s": 288.9}
+    monkeypatch.setattr(bench, "evaluation_seconds", lambda data, code, trunk_epochs: dict(times, code=code))
+    out = tmp_path / "bench_evaluation.json"
+    assert bench.main(["--evaluation", "PAC", "--data", "x", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["command"] == f"python -m rare_gan.bench --evaluation PAC --data x --out {out}"
+    results = tmp_path / "results.json"
+    results.write_text("{}")
+    page = tmp_path / "README.md"
+    page.write_text("<!-- results:evaluation_timing -->\n<!-- /results:evaluation_timing -->\n")
+    readme.update_readme(page, results, evaluation=out)
+    text = page.read_text()
+    assert f"(command: `{written['command']}`)" in text and out.as_posix() in text
+    assert ("On AMD EPYC (2 cores), with 4 stand-in runs of 1,000 ECGs each and warm feature and control caches, "
+            "notebook 05 (full profile, positive fraction 0.25, 3 classifier seeds) took **289 s** for PAC: realism "
+            "181 s, utility 101 s, plots 6 s — within the 5 minutes aimed at.") in text
+    assert "over the 5 minutes" in readme.evaluation_timing_markdown(dict(times, total_s=301.0))

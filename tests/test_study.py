@@ -97,13 +97,14 @@ def test_readme_blocks_are_rendered_from_the_results(tmp_path):
 
 def test_the_committed_readme_is_what_the_reference_results_render(tmp_path, monkeypatch):
     """No number in the README's results blocks drifts from outputs/reference: rendering them again changes nothing
-    (after a study: ``python -m rare_gan.study readme --results outputs/reference/results.json --bench
-    outputs/reference/bench.json``)."""
+    (after a study: ``python -m rare_gan.study readme --results outputs/reference/results.json``, whose
+    ``--bench`` and ``--evaluation`` default to the benchmark JSONs in outputs/reference)."""
     root = Path(__file__).resolve().parents[1]
     copy = tmp_path / "README.md"
     copy.write_text((root / "README.md").read_text())
     monkeypatch.chdir(root)  # the blocks name their sources relative to the repository
-    readme.update_readme(copy, "outputs/reference/results.json", "outputs/reference/bench.json")
+    readme.update_readme(copy, "outputs/reference/results.json", "outputs/reference/bench.json",
+                         evaluation="outputs/reference/bench_evaluation.json")
     assert copy.read_text() == (root / "README.md").read_text()
 
 
