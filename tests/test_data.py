@@ -48,6 +48,8 @@ def test_demo_keyword_and_fallback(monkeypatch, tmp_path, demo_dir, capsys):
     assert data.resolve_dataset("demo") == demo_dir.resolve()
     monkeypatch.delenv("PTBXL_DIR", raising=False)
     monkeypatch.setattr(data, "DEFAULT_DATA_DIR", tmp_path / "absent")
+    capsys.readouterr()
+    data._demo_banner.cache_clear()  # printed once per process: another test on this worker may have printed it
     assert data.resolve_dataset() == demo_dir.resolve()
     assert "DEMO" in capsys.readouterr().err
     assert data.load_metadata("demo").demo is True
