@@ -14,7 +14,8 @@ folds 1–8 only; :func:`rare_gan.utility.subsample_positives`):
   ``ratio`` positives;
 * AUROC and AUPRC on the fixed test set (folds 9–10) with stratified-bootstrap CIs.
 
-``python -m rare_gan.lowdata --codes PAC,PVC --data ../shared/ptbxl`` or ``./run_all.sh --low-data PAC,PVC``.
+``python -m rare_gan.lowdata --codes PAC,PVC --data ../shared/ptbxl`` or ``./run_all.sh --low-data PAC,PVC``;
+``... --realism`` then measures how realistic the study's GANs are (:func:`gan_realism`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from rare_gan import atomic, evaluate, generate, metrics, physiology, plots, train, utility
+from rare_gan import atomic, evaluate, features, generate, metrics, physiology, plots, train, utility
 from rare_gan.data import DataError
 from rare_gan.recipes import INITIAL
 
@@ -98,6 +99,41 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
             log.info("%s k=%s draw %d: %d usable synthetic ECGs (%.0f s)", code, k or "all", draw, len(synthetic),
                      time.perf_counter() - start)
     return rows
+
+
+def gan_realism(code: str, data_dir: str | None, out_dir: str | Path, seed: int = 0, n_generate: int = 300,
+                effort: str = "full") -> list[dict]:
+    """The realism table's strong C2ST of each GAN the study fine-tuned for ``code`` (``out_dir/<code>/k*-draw*``):
+    the ECGs the study drew from it (same seed and number) against every real training-fold positive of the code,
+    whatever k the GAN saw. ``n_usable`` counts those ECGs that the study's filter keeps, so a row can be checked
+    against the study's own ``n_synthetic``."""
+    from rare_gan import realism
+
+    runs = sorted((d for d in (Path(out_dir) / code).glob("k*-draw*") if (d / "_COMPLETE").is_file()), key=_k_and_draw)
+    if not runs:
+        return []
+    task = evaluate.load_task(data_dir, code)
+    ref = realism.load_reference(task, controls=False, seed=seed, effort=realism.EFFORT[effort])
+    rows = []
+    for run_dir in runs:
+        run = generate.load_run(run_dir)
+        ecgs = generate.generate(run, n_generate, seed=seed)
+        positives_mv = task.scaler.inverse(task.x["train"][np.isin(task.ecg_ids["train"], run.config.records)])
+        strong = ref.c2st(ref.train_features, features.extract(ecgs), seed)
+        k, draw = _k_and_draw(run_dir)
+        rows.append({"code": code, "k_label": "all" if k == float("inf") else str(int(k)), "draw": draw,
+                     "k": len(run.config.records), "n_real_positives": len(ref.train_features),
+                     "c2st_auroc": strong.auroc, "c2st_null_sd": strong.null_sd, "c2st_n_per_class": strong.n_per_class,
+                     "c2st_top_feature": strong.top_features[0]["feature"] if strong.top_features else None,
+                     "n_usable": int(len(_usable(ecgs, task, positives_mv))), "run_dir": str(run_dir)})
+        log.info("%s %s: strong C2ST %.3f", code, run_dir.name, strong.auroc)
+    return rows
+
+
+def _k_and_draw(run_dir: Path) -> tuple[float, int]:
+    """``k5-draw2`` → (5, 2), ``kall-draw0`` → (inf, 0): the study's order."""
+    k, draw = run_dir.name[1:].split("-draw")
+    return (float("inf") if k == "all" else float(k)), int(draw)
 
 
 def merged_rows(path: str | Path, table: pd.DataFrame) -> pd.DataFrame:
@@ -177,8 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            "when running the codes one at a time")
     parser.add_argument("--results", help="also put the rows under 'low_data' in this results JSON "
                                           "(e.g. outputs/study/results.json)")
+    parser.add_argument("--realism", action="store_true",
+                        help="instead: the strong C2ST of every GAN the study fine-tuned in --out (gan_realism; "
+                             "trains nothing); with --results, its rows go under 'low_data_realism'")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.realism:
+        return _realism_main(args, argv)
     try:
         table = run(args.codes.split(","), args.data, args.out, draws=args.draws, seed=args.seed, profile=args.profile,
                     pretrain_epochs=args.pretrain_epochs, held_out=args.held_out.split(",") if args.held_out else None)
@@ -192,6 +233,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         command = "python -m rare_gan.lowdata " + " ".join(argv if argv is not None else sys.argv[1:])
         print("results:", study.write_results(args.results, "low_data", table.to_dict("records"), command))
+    return 0
+
+
+def _realism_main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    try:
+        rows = [r for code in args.codes.split(",") for r in gan_realism(code.strip().upper(), args.data, args.out,
+                                                                            args.seed)]
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"error: no finished low-data GAN runs of {args.codes} in {args.out}", file=sys.stderr)
+        return 2
+    print(pd.DataFrame(rows).drop(columns="run_dir").to_string(index=False))
+    if args.results:
+        from rare_gan import study
+
+        command = "python -m rare_gan.lowdata " + " ".join(argv if argv is not None else sys.argv[1:])
+        print("results:", study.write_results(args.results, "low_data_realism", rows, command))
     return 0
 
 

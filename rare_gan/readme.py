@@ -285,6 +285,44 @@ def low_data_reading(table: pd.DataFrame) -> str:
     return text
 
 
+def low_data_realism_markdown(rows: Sequence[dict], data: dict) -> str:
+    """How realistic the low-data study's GANs are (strong C2ST against every real training positive of the code)
+    per k, beside the realism table's default recipe, and whether the regenerated ECGs are the study's."""
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return "(not run)"
+    from rare_gan.features import group_of
+
+    lines = ["| code | k | GANs (draws) | strong C2ST, mean (range) | null SD | ECGs per class | group of the most "
+             "separating feature (runs) |", "|" + "|".join(["---"] * 7) + "|"]
+    table["k_label"] = table["k_label"].astype(str)
+    codes = list(dict.fromkeys(table["code"]))
+    table = table.assign(code_order=table["code"].map(codes.index),
+                         k_order=table["k_label"].map(lambda k: float("inf") if k == "all" else float(k)))
+    table = table.sort_values(["code_order", "k_order", "draw"])
+    for (code, k), g in table.groupby(["code", "k_label"], sort=False):
+        top = g["c2st_top_feature"].map(group_of).value_counts()
+        lines.append(f"| {code} | {k} | {len(g)} | {_fmt(g['c2st_auroc'].mean(), g['c2st_auroc'].min(), g['c2st_auroc'].max())} "
+                     f"| {g['c2st_null_sd'].mean():.3f} | {int(g['c2st_n_per_class'].min())} | "
+                     f"`{top.index[0]}` ({top.iloc[0]} of {len(g)}) |")
+    default = pd.DataFrame([r for r in data.get("realism", {}).get("rows", [])
+                            if r["recipe"] == "beat" and r["configuration"] == "Initial" and on_first_pretraining(r)])
+    text = "\n".join(lines)
+    if not default.empty:
+        shown = default[default["code"].isin(set(table["code"]))].groupby("code", sort=False)["c2st_auroc"]
+        text += ("\n\nFor comparison, the realism table's `beat` Initial (the full pretraining, every training positive, "
+                 f"{shown.size().iloc[0]} GAN seeds): " + "; ".join(f"{code} {_fmt(v.mean(), v.min(), v.max())}"
+                                                                   for code, v in shown) + ".")
+    study = pd.DataFrame(data.get("low_data", {}).get("rows", []))
+    if not study.empty:
+        made = study.drop_duplicates(["code", "k_label", "draw"]).set_index(["code", "k_label", "draw"])["n_synthetic"]
+        keys = list(zip(table["code"], table["k_label"].astype(str), table["draw"]))
+        same = sum(made.get(key) == n for key, n in zip(keys, table["n_usable"]))
+        text += (f" Regenerated with the study's seed, {same} of {len(table)} GANs give exactly as many usable ECGs as "
+                 "the study's rows record (`n_synthetic`).")
+    return text
+
+
 OTHER_CNN_COLUMNS = {CNN_UNLABELLED: "cnn, trunk without the code's label", None: "cnn on the leads alone (earlier trunk)"}
 """Other trunks' real-only CNN AUROCs shown beside the current one (``cnn_inputs`` → column)."""
 FORMER_HEAD_C = 0.1
@@ -674,7 +712,8 @@ SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data"
             "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", [])),
             "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown,
             "timing": timing_markdown, "targets": lambda rows, data: targets_markdown(data),
-            "evaluation_timing": evaluation_timing_markdown}
+            "evaluation_timing": evaluation_timing_markdown,
+            "low_data_realism": low_data_realism_markdown}
 
 
 def _provenance(source: Path, section: dict) -> str:
@@ -717,7 +756,7 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
         if section not in data:
             continue
         rows = data[section]["rows"]
-        table = render(rows, data) if section in ("ablation", "claims", "targets") else render(rows)
+        table = render(rows, data) if section in ("ablation", "claims", "targets", "low_data_realism") else render(rows)
         source = sources.get(section, results)
         body = f"<!-- results:{section} -->\n{_provenance(Path(source), data[section])}\n\n{table}\n<!-- /results:{section} -->"
         text, n = re.subn(rf"<!-- results:{section} -->.*?<!-- /results:{section} -->", lambda m: body, text,

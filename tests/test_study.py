@@ -369,6 +369,26 @@ def test_ablation_reading_compares_each_change_with_the_full_fine_tuning_of_its_
     assert readme.ablation_reading([{**a, "change": None} for a in ablations], realism) == ""
 
 
+def test_low_data_realism_table_orders_k_and_checks_the_regenerated_ecgs_against_the_study():
+    def row(k, draw, auroc, top, usable):
+        return {"code": "PAC", "k_label": k, "draw": draw, "c2st_auroc": auroc, "c2st_null_sd": 0.05,
+                "c2st_n_per_class": 45, "c2st_top_feature": top, "n_usable": usable}
+    rows = [row("all", 0, 0.9, "rr:pnn50", 300), row("10", 0, 0.98, "amp:II:sd", 299),
+            row("10", 1, 0.96, "amp:V1:sd", 290), row("5", 0, 0.99, "rr:pnn50", 298)]
+    realism = [{"code": "PAC", "recipe": "beat", "configuration": "Initial", "gan_seed": s, "pretrain_seed": p,
+                "c2st_auroc": a} for s, p, a in ((0, 0, 0.92), (1, 0, 0.94), (0, 1, 0.5))]
+    study_rows = [{"code": "PAC", "k_label": k, "draw": d, "n_synthetic": n, "family": f}
+                  for k, d, n in (("all", 0, 300), ("10", 0, 299), ("10", 1, 291), ("5", 0, 298))
+                  for f in ("features", "cnn")]
+    text = readme.low_data_realism_markdown(rows, {"realism": {"rows": realism}, "low_data": {"rows": study_rows}})
+    lines = text.splitlines()
+    assert lines[2:5] == ["| PAC | 5 | 1 | 0.990 | 0.050 | 45 | `rr` (1 of 1) |",
+                          "| PAC | 10 | 2 | 0.970 (0.960–0.980) | 0.050 | 45 | `amp` (2 of 2) |",
+                          "| PAC | all | 1 | 0.900 | 0.050 | 45 | `rr` (1 of 1) |"]
+    assert "`beat` Initial (the full pretraining, every training positive, 2 GAN seeds): PAC 0.930 (0.920–0.940)." in text
+    assert "3 of 4 GANs give exactly as many usable ECGs as the study's rows record" in text
+
+
 def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk():
     rows = [{"code": "PAC", "family": "cnn", "k_label": "5", "variant": v, "auroc": a, "draw": d,
              "cnn_inputs": lowdata.CNN_TRUNK}

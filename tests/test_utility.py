@@ -78,6 +78,17 @@ def test_low_data_study_runs_end_to_end_on_demo(demo_dir, tmp_path):
     pretrained = pd.read_json(next((tmp_path / "pretrained").glob("*/config.json")), typ="series")["train"]
     assert pretrained["exclude_codes"] == ["AFIB"]
     assert not lowdata.summary(table).empty
+    # the realism of the GAN just fine-tuned, from the ECGs the study drew: the same usable count
+    (row,) = lowdata.gan_realism("AFIB", "demo", tmp_path, n_generate=16, effort="test")
+    assert (row["code"], row["k_label"], row["draw"], row["k"]) == ("AFIB", "5", 0, 5)
+    assert 0 <= row["c2st_auroc"] <= 1 and row["c2st_n_per_class"] == min(16, row["n_real_positives"])
+    assert row["n_usable"] == table["n_synthetic"].iloc[0]
+
+
+def test_low_data_realism_without_finished_runs_says_so(tmp_path, capsys):
+    (tmp_path / "PAC" / "k5-draw0").mkdir(parents=True)  # interrupted: no _COMPLETE, so not read
+    assert lowdata.main(["--realism", "--codes", "PAC", "--out", str(tmp_path)]) == 2
+    assert f"no finished low-data GAN runs of PAC in {tmp_path}" in capsys.readouterr().err
 
 
 def test_low_data_rows_of_codes_run_one_at_a_time_are_merged(tmp_path):
