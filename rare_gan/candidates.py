@@ -38,11 +38,8 @@ def vet(ecgs_mv: np.ndarray, task: evaluate.Task, seed: int = 0, threshold: floa
     from rare_gan import utility
 
     family = utility.feature_family()
-    rows = utility.real_rows(family, task)
-    if threshold is None:
-        oof = utility.oof_scores(family, rows.train, rows.train_y, seed, folds=5)
-        threshold = float(np.quantile(oof[rows.train_y == 0], specificity))
-    model = family.fit(rows.train, rows.train_y, seed, False)
+    model, oof_threshold = vetting_classifier(task, seed, specificity)
+    threshold = oof_threshold if threshold is None else threshold
     probability = utility.scores_of(model, family.represent(ecgs_mv))
     physiology_table = physiology.ecg_features(ecgs_mv, delineate=False)
     copies, memorisation = metrics.memorisation_report(ecgs_mv, task.positives_mv("train"), task.unseen_positives_mv())
@@ -54,6 +51,39 @@ def vet(ecgs_mv: np.ndarray, task: evaluate.Task, seed: int = 0, threshold: floa
     table["accepted"] = table[list(CHECKS)].all(axis=1)
     table.attrs = {"threshold": float(threshold), "memorisation": memorisation}
     return table
+
+
+def vetting_classifier(task: evaluate.Task, seed: int = 0, specificity: float = 0.9):
+    """(model, threshold) of :func:`vet`: the feature classifier fitted on the task's real training folds and the
+    ``specificity`` quantile of its out-of-fold scores of their negatives.
+
+    They depend on real data only, so they are cached on disk (``<cache>/vetting``) by the task's signals, labels
+    and records, ``seed``, ``specificity``, the classifier and scikit-learn's version: every generation of a code
+    after the first (Initial, Modified, both recipes) reuses them instead of six fits.
+    """
+    import hashlib
+    import pickle
+
+    import sklearn
+
+    from rare_gan import utility
+    from rare_gan.data import cache_dir
+
+    family = utility.feature_family()
+    digest = hashlib.sha256(f"v1|{task.data_root}|{seed}|{specificity}|{sklearn.__version__}|{family.description}"
+                            .encode())
+    for split in sorted(task.x):
+        for array in (task.x[split], task.y[split], task.ecg_ids[split]):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    path = Path(cache_dir()) / "vetting" / f"{'+'.join(task.codes)}_{digest.hexdigest()[:20]}.pkl"
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    rows = utility.real_rows(family, task)
+    oof = utility.oof_scores(family, rows.train, rows.train_y, seed, folds=5)
+    found = family.fit(rows.train, rows.train_y, seed, False), float(np.quantile(oof[rows.train_y == 0], specificity))
+    with atomic.atomic_path(path) as tmp:
+        tmp.write_bytes(pickle.dumps(found))
+    return found
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:

@@ -72,6 +72,31 @@ def test_vetting_rejects_copies_and_implausible_ecgs(afib_task, tmp_path):
     assert candidates.summary(scores).loc["accepted", "ECGs"] == 1
 
 
+def test_vetting_classifier_is_fitted_once_per_task_and_seed(afib_task, monkeypatch):
+    """Every generation of a code reuses the cached classifier and threshold; another seed or other labels refit."""
+    from rare_gan import utility
+
+    ecgs = afib_task.positives_mv("test")[:2]
+    first = candidates.vet(ecgs, afib_task)
+    model, threshold = candidates.vetting_classifier(afib_task)
+    assert first.attrs["threshold"] == threshold and 0 < threshold < 1
+
+    def must_not_fit(*args, **kwargs):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(utility, "oof_scores", must_not_fit)
+    again = candidates.vet(ecgs, afib_task)
+    pd.testing.assert_frame_equal(again, first)
+    with pytest.raises(AssertionError, match="fitted again"):
+        candidates.vetting_classifier(afib_task, seed=1)
+    afib_task.y["train"] = 1 - afib_task.y["train"]
+    try:
+        with pytest.raises(AssertionError, match="fitted again"):
+            candidates.vetting_classifier(afib_task)
+    finally:
+        afib_task.y["train"] = 1 - afib_task.y["train"]
+
+
 def test_oversampling_and_ratios(afib_task):
     from rare_gan import utility
 
