@@ -61,7 +61,6 @@ def vetting_classifier(task: evaluate.Task, seed: int = 0, specificity: float = 
     and records, ``seed``, ``specificity``, the classifier and scikit-learn's version: every generation of a code
     after the first (Initial, Modified, both recipes) reuses them instead of six fits.
     """
-    import hashlib
     import pickle
 
     import sklearn
@@ -70,12 +69,8 @@ def vetting_classifier(task: evaluate.Task, seed: int = 0, specificity: float = 
     from rare_gan.data import cache_dir
 
     family = utility.feature_family()
-    digest = hashlib.sha256(f"v1|{task.data_root}|{seed}|{specificity}|{sklearn.__version__}|{family.description}"
-                            .encode())
-    for split in sorted(task.x):
-        for array in (task.x[split], task.y[split], task.ecg_ids[split]):
-            digest.update(np.ascontiguousarray(array).tobytes())
-    path = Path(cache_dir()) / "vetting" / f"{'+'.join(task.codes)}_{digest.hexdigest()[:20]}.pkl"
+    key = task.digest(seed, specificity, sklearn.__version__, family.description)
+    path = Path(cache_dir()) / "vetting" / f"{'+'.join(task.codes)}_{key}.pkl"
     if path.is_file():
         return pickle.loads(path.read_bytes())
     rows = utility.real_rows(family, task)

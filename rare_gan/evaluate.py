@@ -46,6 +46,17 @@ class Task:
         """The real target ECGs no generator trains on (folds 9 and 10) in mV."""
         return np.concatenate([self.positives_mv("val"), self.positives_mv("test")])
 
+    def digest(self, *settings) -> str:
+        """A 20-character hash of the task's data folder, signals, labels and records and of ``settings``: the key
+        of what is cached from real data alone (controls, the vetting classifier)."""
+        import hashlib
+
+        digest = hashlib.sha256("|".join(map(str, ("v1", self.data_root, *settings))).encode())
+        for split in sorted(self.x):
+            for array in (self.x[split], self.y[split], self.ecg_ids[split]):
+                digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:20]
+
 
 def load_task(data_dir: str | None, target: str | Sequence[str], meta: PTBXL | None = None) -> Task:
     """Load every on-disk record, label it target-vs-rest and scale with a scaler fit on folds 1–8."""

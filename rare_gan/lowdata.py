@@ -42,6 +42,8 @@ CNN_TRUNK = "leads+rhythm, held-out codes' records left out"
 """What the study's CNN trunk reads and never saw (the rows' ``cnn_inputs``): the 12 leads and the rhythm
 channels, pretrained without any record that carries a held-out code, whose labels would leak the
 positives that the subsampling to k leaves out."""
+PRIMARY_CSV = "primary.csv"
+"""The primary comparisons of every code studied in ``out_dir`` (:func:`primary_comparison`), Holm-adjusted."""
 FEW_EPOCHS = 4
 """Fine-tuning epochs (of the recipe's steps per epoch) for k ≤ 20 positives, fixed in advance: a
 full fine-tuning budget on 5 ECGs would be thousands of passes over them."""
@@ -64,14 +66,15 @@ def _usable(ecgs_mv: np.ndarray, task, positives_mv: np.ndarray) -> np.ndarray:
 
 def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Path, out_dir: Path,
                all_codes: Sequence[str], ks=KS, draws: int = 3, seed: int = 0, profile: str = "full",
-               ratio: float = 0.25, n_generate: int = 300, n_boot: int = 1000) -> list[dict]:
-    """Every (k, draw, family, variant) row of one code."""
+               ratio: float = 0.25, n_generate: int = 300, n_boot: int = 1000) -> tuple[list[dict], list[dict]]:
+    """Every (k, draw, family, variant) row of one code, and its primary comparisons (:func:`primary_comparison`)."""
     task = evaluate.load_task(data_dir, code)
     trunk = utility.pretrained_cnn(task, seed, exclude=all_codes, cache_root=trunk_root,
                                    epochs=utility.CNN_EPOCHS[profile])
     families = [utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv, utility.CNN_HEAD_C_UNSEEN)]
-    rows = []
+    rows, comparisons = [], []
     for k in ks:
+        fits = {}  # (family, variant) -> the draws' fits
         for draw in range(draws if k is not None else 1):
             start = time.perf_counter()
             picks = utility.subsample_positives(task, k, draw)
@@ -88,6 +91,7 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
                 for variant in plan:
                     fit = utility.fit_variant(family, real, variant, [seed], synthetic if "gan" in variant else None,
                                               thresholds=False)
+                    fits.setdefault((family.name, variant.split("@")[0]), []).append(fit)
                     table = metrics.bootstrap_metrics(real.test_y, fit.test_scores, fit.thresholds, n_boot=n_boot)
                     rows.append({"code": code, "family": family.name, "variant": variant.split("@")[0],
                                  "k": k or int(len(picks)), "k_label": str(k) if k else "all", "draw": draw,
@@ -98,7 +102,39 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
                                     for suffix, col in (("", "mean"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))}})
             log.info("%s k=%s draw %d: %d usable synthetic ECGs (%.0f s)", code, k or "all", draw, len(synthetic),
                      time.perf_counter() - start)
-    return rows
+        if k is not None:
+            comparisons += [primary_comparison(code, family.name, k, real.test_y, fits, ratio, n_boot, seed)
+                            for family in families]
+    return rows, [c for c in comparisons if c is not None]
+
+
+def primary_comparison(code: str, family: str, k: int, test_y: np.ndarray, fits: dict, ratio: float,
+                       n_boot: int, seed: int) -> dict | None:
+    """The study's primary comparison for one code, family and k ≤ 20, fixed before the run with the full held-out
+    pretraining: test AUROC of GAN augmentation minus oversampling at the same positive fraction, each averaged
+    over the draws, with a paired stratified bootstrap of the test set (:func:`rare_gan.metrics.
+    paired_bootstrap_difference`); Holm over codes × k within a family in :func:`holm_within_family`. None when a
+    draw had no usable synthetic ECG (no GAN fit to compare)."""
+    gan, over = fits.get((family, "gan"), []), fits.get((family, "oversample"), [])
+    if not gan or len(gan) != len(over):
+        return None
+    stack = lambda fs, field: np.concatenate([getattr(f, field) for f in fs])  # noqa: E731
+    d = metrics.paired_bootstrap_difference(test_y, stack(gan, "test_scores"), stack(over, "test_scores"),
+                                            stack(gan, "thresholds"), stack(over, "thresholds"), n_boot=n_boot,
+                                            seed=seed)
+    return {"code": code, "family": family, "k_label": str(k), "draws": len(gan), "ratio": ratio,
+            "comparison": f"gan@{ratio:g} - oversample@{ratio:g}", "difference": d["difference"],
+            "diff_ci_low": d["ci_low"], "diff_ci_high": d["ci_high"], "p_value": d["p_value"]}
+
+
+def holm_within_family(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """``comparisons`` with ``p_holm``: Holm over every code × k of the same classifier family (codes run one at a
+    time are merged first, so the correction always covers all of them)."""
+    out = comparisons.copy()
+    out["p_holm"] = np.nan
+    for _, index in out.groupby("family", sort=False).groups.items():
+        out.loc[index, "p_holm"] = metrics.holm_adjust(out.loc[index, "p_value"].to_numpy())
+    return out
 
 
 def gan_realism(code: str, data_dir: str | None, out_dir: str | Path, seed: int = 0, n_generate: int = 300,
@@ -137,7 +173,8 @@ def _k_and_draw(run_dir: Path) -> tuple[float, int]:
 
 
 def merged_rows(path: str | Path, table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` after the rows of other codes already in the ``rows.csv`` at ``path`` (codes run one at a time)."""
+    """``table`` after the rows of other codes already in the CSV at ``path`` (``rows.csv``, :data:`PRIMARY_CSV`):
+    codes run one at a time."""
     if not Path(path).is_file():
         return table
     earlier = pd.read_csv(path, dtype={"k_label": str})
@@ -188,13 +225,18 @@ def run(codes: Sequence[str], data_dir: str | None, out_dir: str | Path = "outpu
     codes = [c.upper() for c in codes]
     held_out = [c.upper() for c in (held_out or codes)]
     pretrained = held_out_pretraining(data_dir, held_out, seed, profile, out_dir / "pretrained", pretrain_epochs)
-    rows = []
+    rows, comparisons = [], []
     for code in codes:
-        rows += study_code(code, data_dir, pretrained, out_dir / "classifiers", out_dir, held_out, ks, draws, seed,
-                           profile, n_generate=n_generate, n_boot=n_boot)
+        code_rows, code_comparisons = study_code(code, data_dir, pretrained, out_dir / "classifiers", out_dir, held_out,
+                                                 ks, draws, seed, profile, n_generate=n_generate, n_boot=n_boot)
+        rows, comparisons = rows + code_rows, comparisons + code_comparisons
     table = merged_rows(out_dir / "rows.csv", pd.DataFrame(rows))
     with atomic.atomic_path(out_dir / "rows.csv") as tmp:
         table.to_csv(tmp, index=False)
+    if comparisons:
+        primary = holm_within_family(merged_rows(out_dir / PRIMARY_CSV, pd.DataFrame(comparisons)))
+        with atomic.atomic_path(out_dir / PRIMARY_CSV) as tmp:
+            primary.to_csv(tmp, index=False)
     plot(table, path=out_dir / "low_data_auroc.png")
     plot(table, metric="auprc", path=out_dir / "low_data_auprc.png")
     return table
@@ -227,12 +269,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary(table).to_string(index=False))
+    primary_csv = Path(args.out) / PRIMARY_CSV
+    primary = pd.read_csv(primary_csv, dtype={"k_label": str}) if primary_csv.is_file() else pd.DataFrame()
+    if not primary.empty:
+        print("primary comparisons (GAN - oversampling, AUROC, Holm within family):")
+        print(primary.round(3).to_string(index=False))
     print(f"rows and figures: {args.out}")
     if args.results:
         from rare_gan import study
 
         command = "python -m rare_gan.lowdata " + " ".join(argv if argv is not None else sys.argv[1:])
         print("results:", study.write_results(args.results, "low_data", table.to_dict("records"), command))
+        if not primary.empty:
+            study.write_results(args.results, "low_data_primary", primary.to_dict("records"), command)
     return 0
 
 

@@ -284,18 +284,14 @@ def control_tests(ref: Reference, task, seed: int = 0, common_class: str = "NORM
     signals, labels and records, ``seed``, ``common_class`` and the reference's effort: every
     evaluation of a code after the first reads them (~25–55 s each on a 2-core CPU).
     """
-    import hashlib
     import json
     from pathlib import Path
 
     from rare_gan import atomic
     from rare_gan.data import cache_dir
 
-    digest = hashlib.sha256(f"v1|{task.data_root}|{seed}|{common_class}|{sorted(asdict(ref.effort).items())}".encode())
-    for split in sorted(task.x):
-        for array in (task.x[split], task.y[split], task.ecg_ids[split]):
-            digest.update(np.ascontiguousarray(array).tobytes())
-    path = Path(cache_dir()) / "controls" / f"{ref.code}_{digest.hexdigest()[:20]}.json"
+    key = task.digest(seed, common_class, sorted(asdict(ref.effort).items()))
+    path = Path(cache_dir()) / "controls" / f"{ref.code}_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
     out = _control_tests(ref, task, seed, common_class, meta)

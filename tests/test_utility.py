@@ -78,6 +78,14 @@ def test_low_data_study_runs_end_to_end_on_demo(demo_dir, tmp_path):
     pretrained = pd.read_json(next((tmp_path / "pretrained").glob("*/config.json")), typ="series")["train"]
     assert pretrained["exclude_codes"] == ["AFIB"]
     assert not lowdata.summary(table).empty
+    # the pre-specified primary comparison: one per family at k = 5, Holm within the family
+    primary = pd.read_csv(tmp_path / lowdata.PRIMARY_CSV, dtype={"k_label": str})
+    assert (table["variant"] == "gan").any()  # the seed's draw gives usable synthetic ECGs on DEMO
+    assert sorted(primary["family"]) == ["cnn", "features"] and set(primary["k_label"]) == {"5"}
+    assert (primary["diff_ci_low"] <= primary["diff_ci_high"]).all() and (primary["p_holm"] >= primary["p_value"]).all()
+    gan, over = (table[(table["family"] == "features") & (table["variant"] == v)]["auroc"].iloc[0]
+                 for v in ("gan", "oversample"))
+    assert primary.set_index("family").at["features", "difference"] == pytest.approx(gan - over)
     # the realism of the GAN just fine-tuned, from the ECGs the study drew: the same usable count
     (row,) = lowdata.gan_realism("AFIB", "demo", tmp_path, n_generate=16, effort="test")
     assert (row["code"], row["k_label"], row["draw"], row["k"]) == ("AFIB", "5", 0, 5)
@@ -89,6 +97,26 @@ def test_low_data_realism_without_finished_runs_says_so(tmp_path, capsys):
     (tmp_path / "PAC" / "k5-draw0").mkdir(parents=True)  # interrupted: no _COMPLETE, so not read
     assert lowdata.main(["--realism", "--codes", "PAC", "--out", str(tmp_path)]) == 2
     assert f"no finished low-data GAN runs of PAC in {tmp_path}" in capsys.readouterr().err
+
+
+def test_primary_comparison_pairs_the_draws_of_gan_and_oversampling_on_one_test_set():
+    y = np.array([0, 0, 0, 1, 1, 1] * 5)
+    fit = lambda scores: utility.Fit("features", "v", np.array([scores * 5]), np.array([0.5]), 0.0)  # noqa: E731
+    perfect, quarter = [0.1, 0.2, 0.3, 0.7, 0.8, 0.9], [0.9, 0.2, 0.3, 0.8, 0.1, 0.25]
+    fits = {("features", "gan"): [fit(perfect), fit(perfect)], ("features", "oversample"): [fit(quarter), fit(quarter)]}
+    row = lowdata.primary_comparison("PAC", "features", 5, y, fits, 0.25, n_boot=200, seed=0)
+    auroc_quarter = metrics.binary_metrics(y, np.array(quarter * 5), 0.5)["auroc"]
+    assert row["difference"] == pytest.approx(1 - auroc_quarter) and row["draws"] == 2
+    assert row["diff_ci_low"] > 0 and row["p_value"] < 0.05 and row["comparison"] == "gan@0.25 - oversample@0.25"
+    fits[("features", "gan")] = fits[("features", "gan")][:1]  # a draw without usable synthetic ECGs: no comparison
+    assert lowdata.primary_comparison("PAC", "features", 5, y, fits, 0.25, n_boot=200, seed=0) is None
+
+
+def test_primary_comparisons_are_holm_adjusted_within_each_family_over_codes_and_k():
+    table = pd.DataFrame({"code": ["PAC", "PAC", "PVC", "PAC"], "family": ["features", "features", "features", "cnn"],
+                          "k_label": ["5", "10", "5", "5"], "p_value": [0.01, 0.04, 0.03, 0.01]})
+    adjusted = lowdata.holm_within_family(table)
+    np.testing.assert_allclose(adjusted["p_holm"], [0.03, 0.06, 0.06, 0.01])  # 3 tests for features, 1 for cnn
 
 
 def test_low_data_rows_of_codes_run_one_at_a_time_are_merged(tmp_path):
