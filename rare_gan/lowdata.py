@@ -166,10 +166,15 @@ def gan_realism(code: str, data_dir: str | None, out_dir: str | Path, seed: int 
     return rows
 
 
+def k_order(k_label: str) -> float:
+    """``"5"`` → 5, ``"all"`` → inf: the study's order of k."""
+    return float("inf") if k_label == "all" else float(k_label)
+
+
 def _k_and_draw(run_dir: Path) -> tuple[float, int]:
     """``k5-draw2`` → (5, 2), ``kall-draw0`` → (inf, 0): the study's order."""
     k, draw = run_dir.name[1:].split("-draw")
-    return (float("inf") if k == "all" else float(k)), int(draw)
+    return k_order(k), int(draw)
 
 
 def merged_rows(path: str | Path, table: pd.DataFrame) -> pd.DataFrame:

@@ -48,15 +48,14 @@ def ablation_reading(rows: Sequence[dict], realism_rows_: Sequence[dict]) -> str
     """Each one-change fine-tuning against the full fine-tuning of the same code, recipe and GAN seed on pretraining
     0 (differences of the rounded numbers the table shows), beside the C2ST's null SD in those runs and the spread of
     the full fine-tuning's GAN seeds there: the yardsticks a change must beat to mean anything."""
-    lines = []
     ablations = pd.DataFrame([r for r in rows if r.get("change")])
-    if ablations.empty:
+    runs = pd.DataFrame([r for r in realism_rows_ if on_first_pretraining(r) and r["recipe"] != "real"])
+    if ablations.empty or runs.empty:
         return ""
     ablations["base"] = ablations["configuration"].str.split(",").str[0]
-    runs = pd.DataFrame([r for r in realism_rows_ if on_first_pretraining(r) and r["recipe"] != "real"])
+    lines = []
     for (code, recipe, base), group in ablations.groupby(["code", "recipe", "base"], sort=False):
-        seeds = runs[(runs["code"] == code) & (runs["recipe"] == recipe) & (runs["configuration"] == base)] \
-            if not runs.empty else runs
+        seeds = runs[(runs["code"] == code) & (runs["recipe"] == recipe) & (runs["configuration"] == base)]
         full = seeds[seeds["gan_seed"].isin(group["gan_seed"])]
         if full.empty:
             continue
@@ -295,10 +294,11 @@ def low_data_realism_markdown(rows: Sequence[dict], data: dict) -> str:
 
     lines = ["| code | k | GANs (draws) | strong C2ST, mean (range) | null SD | ECGs per class | group of the most "
              "separating feature (runs) |", "|" + "|".join(["---"] * 7) + "|"]
+    from rare_gan.lowdata import k_order
+
     table["k_label"] = table["k_label"].astype(str)
     codes = list(dict.fromkeys(table["code"]))
-    table = table.assign(code_order=table["code"].map(codes.index),
-                         k_order=table["k_label"].map(lambda k: float("inf") if k == "all" else float(k)))
+    table = table.assign(code_order=table["code"].map(codes.index), k_order=table["k_label"].map(k_order))
     table = table.sort_values(["code_order", "k_order", "draw"])
     for (code, k), g in table.groupby(["code", "k_label"], sort=False):
         top = g["c2st_top_feature"].map(group_of).value_counts()
@@ -316,7 +316,7 @@ def low_data_realism_markdown(rows: Sequence[dict], data: dict) -> str:
     study = pd.DataFrame(data.get("low_data", {}).get("rows", []))
     if not study.empty:
         made = study.drop_duplicates(["code", "k_label", "draw"]).set_index(["code", "k_label", "draw"])["n_synthetic"]
-        keys = list(zip(table["code"], table["k_label"].astype(str), table["draw"]))
+        keys = list(zip(table["code"], table["k_label"], table["draw"]))
         same = sum(made.get(key) == n for key, n in zip(keys, table["n_usable"]))
         text += (f" Regenerated with the study's seed, {same} of {len(table)} GANs give exactly as many usable ECGs as "
                  "the study's rows record (`n_synthetic`).")
