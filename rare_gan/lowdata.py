@@ -74,7 +74,7 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
     families = [utility.feature_family(), utility.cnn_family(trunk, task.scaler.scale_mv, utility.CNN_HEAD_C_UNSEEN)]
     rows, comparisons = [], []
     for k in ks:
-        fits = {}  # (family, variant) -> the draws' fits
+        fits, test_y = {}, {}  # (family, variant) -> the draws' fits; family -> its test labels (folds 9-10)
         for draw in range(draws if k is not None else 1):
             start = time.perf_counter()
             picks = utility.subsample_positives(task, k, draw)
@@ -87,6 +87,7 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
             synthetic = _usable(generate.generate(generate.load_run(run_dir), n_generate, seed=seed), task, positives_mv)
             for family in families:
                 real = utility.real_rows(family, task, positives=picks)
+                test_y[family.name] = real.test_y
                 plan = ["real", "real_weighted", f"oversample@{ratio:g}"] + ([f"gan@{ratio:g}"] if len(synthetic) else [])
                 for variant in plan:
                     fit = utility.fit_variant(family, real, variant, [seed], synthetic if "gan" in variant else None,
@@ -103,7 +104,7 @@ def study_code(code: str, data_dir: str | None, pretrained: Path, trunk_root: Pa
             log.info("%s k=%s draw %d: %d usable synthetic ECGs (%.0f s)", code, k or "all", draw, len(synthetic),
                      time.perf_counter() - start)
         if k is not None:
-            comparisons += [primary_comparison(code, family.name, k, real.test_y, fits, ratio, n_boot, seed)
+            comparisons += [primary_comparison(code, family.name, k, test_y[family.name], fits, ratio, n_boot, seed)
                             for family in families]
     return rows, [c for c in comparisons if c is not None]
 

@@ -284,9 +284,37 @@ def low_data_reading(table: pd.DataFrame) -> str:
     return text
 
 
-def low_data_realism_markdown(rows: Sequence[dict], data: dict) -> str:
+def low_data_primary_markdown(rows: Sequence[dict]) -> str:
+    """The low-data study's pre-specified primary comparisons (:func:`rare_gan.lowdata.primary_comparison`), one
+    line per family × code × k, and how many survive Holm's correction on which side."""
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return "(not run)"
+    from rare_gan.lowdata import k_order
+
+    first_seen = lambda column: table[column].map(list(dict.fromkeys(table[column])).index)  # noqa: E731
+    table = table.assign(k_label=table["k_label"].astype(str), family_order=first_seen("family"),
+                         code_order=first_seen("code"))
+    table = table.assign(order=table["k_label"].map(k_order)).sort_values(["family_order", "code_order", "order"])
+    lines = ["| family | code | k | draws | GAN − oversampling, test AUROC [95% CI] | p | Holm p |",
+             "|" + "|".join(["---"] * 7) + "|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.family} | {r.code} | {r.k_label} | {r.draws} | {r.difference:+.3f} "
+                     f"[{r.diff_ci_low:+.3f}, {r.diff_ci_high:+.3f}] | {r.p_value:.3f} | {r.p_holm:.3f} |")
+    parts = []
+    for family, g in table.groupby("family", sort=False):
+        significant = g[g["p_holm"] < 0.05]
+        parts.append(f"{family}: {len(significant)} of {len(g)} below 0.05 after Holm (over its {len(g)} code × k) — "
+                     f"{int((significant['difference'] > 0).sum())} for the GAN, "
+                     f"{int((significant['difference'] < 0).sum())} for oversampling; the point difference favours "
+                     f"the GAN in {int((g['difference'] > 0).sum())} of {len(g)}")
+    return "\n".join(lines) + "\n\nRead from the table: " + "; ".join(parts) + "."
+
+
+def low_data_realism_markdown(rows: Sequence[dict], data: dict, study: str = "low_data") -> str:
     """How realistic the low-data study's GANs are (strong C2ST against every real training positive of the code)
-    per k, beside the realism table's default recipe, and whether the regenerated ECGs are the study's."""
+    per k, beside the realism table's default recipe, and whether the regenerated ECGs are those of the study's
+    rows in section ``study`` of ``data``."""
     table = pd.DataFrame(rows)
     if table.empty:
         return "(not run)"
@@ -313,7 +341,7 @@ def low_data_realism_markdown(rows: Sequence[dict], data: dict) -> str:
         text += ("\n\nFor comparison, the realism table's `beat` Initial (the full pretraining, every training positive, "
                  f"{shown.size().iloc[0]} GAN seeds): " + "; ".join(f"{code} {_fmt(v.mean(), v.min(), v.max())}"
                                                                    for code, v in shown) + ".")
-    study = pd.DataFrame(data.get("low_data", {}).get("rows", []))
+    study = pd.DataFrame(data.get(study, {}).get("rows", []))
     if not study.empty:
         made = study.drop_duplicates(["code", "k_label", "draw"]).set_index(["code", "k_label", "draw"])["n_synthetic"]
         keys = list(zip(table["code"], table["k_label"], table["draw"]))
@@ -707,13 +735,23 @@ def figures_markdown(folder: str | Path, readme: Path) -> str:
                          f"({Path(os.path.relpath(p, readme.parent)).as_posix()})" for p in paths) or "(not run)"
 
 
-SECTIONS = {"realism": realism_markdown, "utility": utility_markdown, "low_data": low_data_markdown,
-            "cnn_budget": cnn_budget_markdown,
+def _rows_only(render):
+    """A section renderer that reads its own rows only, called as every renderer is: ``render(rows, data)``."""
+    return lambda rows, data: render(rows)
+
+
+SECTIONS = {"realism": _rows_only(realism_markdown), "utility": _rows_only(utility_markdown),
+            "low_data": _rows_only(low_data_markdown), "cnn_budget": _rows_only(cnn_budget_markdown),
             "ablation": lambda rows, data: ablation_markdown(rows, data.get("realism", {}).get("rows", [])),
-            "claims": lambda rows, data: claims_markdown(data), "performance": performance_markdown,
-            "timing": timing_markdown, "targets": lambda rows, data: targets_markdown(data),
-            "evaluation_timing": evaluation_timing_markdown,
-            "low_data_realism": low_data_realism_markdown}
+            "claims": lambda rows, data: claims_markdown(data), "performance": _rows_only(performance_markdown),
+            "timing": _rows_only(timing_markdown), "targets": lambda rows, data: targets_markdown(data),
+            "evaluation_timing": _rows_only(evaluation_timing_markdown),
+            "low_data_realism": low_data_realism_markdown,
+            "low_data_full": _rows_only(low_data_markdown),
+            "low_data_full_primary": _rows_only(low_data_primary_markdown),
+            "low_data_full_realism": lambda rows, data: low_data_realism_markdown(rows, data, study="low_data_full")}
+"""README block name -> renderer ``(rows, data) -> markdown``; ``low_data_full*`` are the low-data study with the
+full held-out pretraining, whose sections are copied from the study's own results JSON."""
 
 
 def _provenance(source: Path, section: dict) -> str:
@@ -756,7 +794,7 @@ def update_readme(readme: str | Path, results: str | Path, bench: str | Path | N
         if section not in data:
             continue
         rows = data[section]["rows"]
-        table = render(rows, data) if section in ("ablation", "claims", "targets", "low_data_realism") else render(rows)
+        table = render(rows, data)
         source = sources.get(section, results)
         body = f"<!-- results:{section} -->\n{_provenance(Path(source), data[section])}\n\n{table}\n<!-- /results:{section} -->"
         text, n = re.subn(rf"<!-- results:{section} -->.*?<!-- /results:{section} -->", lambda m: body, text,

@@ -387,6 +387,28 @@ def test_low_data_realism_table_orders_k_and_checks_the_regenerated_ecgs_against
                           "| PAC | all | 1 | 0.900 | 0.050 | 45 | `rr` (1 of 1) |"]
     assert "`beat` Initial (the full pretraining, every training positive, 2 GAN seeds): PAC 0.930 (0.920–0.940)." in text
     assert "3 of 4 GANs give exactly as many usable ECGs as the study's rows record" in text
+    # the full held-out pretraining's GANs are checked against that study's rows, not the shorter one's
+    full = readme.SECTIONS["low_data_full_realism"](rows, {"realism": {"rows": realism}, "low_data": {"rows": study_rows},
+                                                           "low_data_full": {"rows": [r | {"n_synthetic": 1} for r in study_rows]}})
+    assert "0 of 4 GANs give exactly as many usable ECGs" in full
+
+
+def test_low_data_primary_table_orders_k_and_counts_what_survives_holm_on_each_side():
+    rows = [{"code": c, "family": f, "k_label": k, "draws": 3, "difference": d, "diff_ci_low": d - 0.02,
+             "diff_ci_high": d + 0.02, "p_value": p, "p_holm": h}
+            for f, c, k, d, p, h in (("features", "PAC", "20", -0.030, 0.004, 0.012), ("features", "PAC", "5", 0.010, 0.3, 0.6),
+                                     ("features", "PAC", "10", 0.020, 0.01, 0.02), ("cnn", "PAC", "5", -0.001, 0.9, 0.9))]
+    text = readme.low_data_primary_markdown(rows)
+    lines = text.splitlines()
+    assert lines[2:6] == ["| features | PAC | 5 | 3 | +0.010 [-0.010, +0.030] | 0.300 | 0.600 |",
+                          "| features | PAC | 10 | 3 | +0.020 [+0.000, +0.040] | 0.010 | 0.020 |",
+                          "| features | PAC | 20 | 3 | -0.030 [-0.050, -0.010] | 0.004 | 0.012 |",
+                          "| cnn | PAC | 5 | 3 | -0.001 [-0.021, +0.019] | 0.900 | 0.900 |"]
+    assert text.endswith("Read from the table: features: 2 of 3 below 0.05 after Holm (over its 3 code × k) — 1 for "
+                         "the GAN, 1 for oversampling; the point difference favours the GAN in 2 of 3; cnn: 0 of 1 "
+                         "below 0.05 after Holm (over its 1 code × k) — 0 for the GAN, 0 for oversampling; the point "
+                         "difference favours the GAN in 0 of 1.")
+    assert readme.low_data_primary_markdown([]) == "(not run)"
 
 
 def test_low_data_table_gives_mean_and_range_over_draws_and_names_the_cnn_trunk():
